@@ -1,0 +1,1 @@
+"""Health checks for /health: database, Redis and queue statistics."""

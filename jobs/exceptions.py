@@ -1,0 +1,27 @@
+"""Exceptions that application code and callers of the job system see."""
+
+from django.tasks.exceptions import InvalidTask
+
+
+class InvalidTaskArguments(InvalidTask, TypeError):  # noqa: N818 (like InvalidTask)
+    """An argument of a task cannot be stored as JSON."""
+
+
+class PermanentFailure(Exception):  # noqa: N818 (it names an outcome, not a bug)
+    """Raise from a task to fail the job now, without further retries."""
+
+
+class JobTimeout(Exception):  # noqa: N818
+    """The job ran longer than its task's `timeout`."""
+
+
+class WorkerLost(Exception):  # noqa: N818
+    """The worker running the job stopped renewing its lease."""
+
+
+class WorkerInterrupted(Exception):  # noqa: N818
+    """The worker was stopped at once while the job ran."""
+
+
+class TaskNotFound(Exception):  # noqa: N818
+    """The job's task path no longer imports to a task."""

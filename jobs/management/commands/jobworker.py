@@ -1,0 +1,52 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.tasks import task_backends
+
+from jobs import conf
+from jobs.worker import Worker
+
+
+class Command(BaseCommand):
+    help = "Run jobs from the database queue until stopped (SIGTERM finishes them)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--queue",
+            action="append",
+            dest="queues",
+            help="Queue to take jobs from; repeat for several (default: all).",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            help="Jobs run at once (default: JOB_CONCURRENCY, 5).",
+        )
+        parser.add_argument(
+            "--burst", action="store_true", help="Exit once no job is due."
+        )
+        parser.add_argument(
+            "--max-jobs", type=int, help="Exit after running this many jobs."
+        )
+        parser.add_argument(
+            "--backend", default="default", help="Alias in settings.TASKS."
+        )
+
+    def handle(self, *args, queues, concurrency, burst, max_jobs, backend, **opts):
+        known = task_backends[backend].queues
+        unknown = sorted(set(queues or ()) - known)
+        if unknown:
+            raise CommandError(
+                f"Unknown queue(s) {', '.join(unknown)}; "
+                f"configured queues: {', '.join(sorted(known))} (JOB_QUEUES)."
+            )
+        concurrency = concurrency or conf.get("JOB_CONCURRENCY")
+        if concurrency < 1:
+            raise CommandError("--concurrency must be at least 1.")
+        if max_jobs is not None and max_jobs < 1:
+            raise CommandError("--max-jobs must be at least 1.")
+        Worker(
+            queues=queues,
+            concurrency=concurrency,
+            burst=burst,
+            max_jobs=max_jobs,
+            backend_alias=backend,
+        ).run()

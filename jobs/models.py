@@ -1,0 +1,202 @@
+"""The job table: one row per job, the single source of truth."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Count, F, Q
+from django.db.models.expressions import Func
+from django.db.models.sql import UpdateQuery
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class JobStatus(models.TextChoices):
+    # Waiting to be claimed; `run_after` in the future means delayed.
+    # Claiming moves it to RUNNING; an admin cancel moves it to CANCELLED.
+    READY = "READY", _("Ready")
+    # Claimed by a worker that holds its lease. Success moves it to
+    # SUCCESSFUL; failure to READY (retry) or FAILED; a lost lease to READY.
+    RUNNING = "RUNNING", _("Running")
+    # Finished without error. Final, until pruned.
+    SUCCESSFUL = "SUCCESSFUL", _("Successful")
+    # Failed on its last attempt, or permanently. An admin retry moves it
+    # back to READY; pruned after the failed-job retention.
+    FAILED = "FAILED", _("Failed")
+    # Cancelled before it finished. An admin retry moves it back to READY.
+    CANCELLED = "CANCELLED", _("Cancelled")
+
+
+FINISHED_STATUSES = (JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JSONAppend(Func):
+    """Append one string to a JSON array column, inside the UPDATE itself."""
+
+    arity = 2
+    output_field = models.JSONField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        raise NotImplementedError(f"JSONAppend does not support {connection.vendor}.")
+
+    def _compile(self, compiler):
+        (array, array_params), (value, value_params) = (
+            compiler.compile(expression) for expression in self.source_expressions
+        )
+        return array, value, (*array_params, *value_params)
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        array, value, params = self._compile(compiler)
+        return f"({array} || jsonb_build_array(({value})::text))", params
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        array, value, params = self._compile(compiler)
+        return f"json_insert({array}, '$[#]', {value})", params
+
+
+class JobQuerySet(models.QuerySet):
+    def ready(self):
+        return self.filter(status=JobStatus.READY)
+
+    def due(self, now=None):
+        """Select READY jobs whose `run_after` has come: the "waiting" jobs."""
+        return self.ready().filter(run_after__lte=now or timezone.now())
+
+    def delayed(self, now=None):
+        """Select READY jobs whose `run_after` is still in the future."""
+        return self.ready().filter(run_after__gt=now or timezone.now())
+
+    def claimable(self, queues, now=None):
+        """Select due jobs of `queues` in the order workers take them."""
+        return (
+            self.due(now)
+            .filter(queue_name__in=queues)
+            .order_by("-priority", "run_after")
+        )
+
+    def stalled(self, now=None):
+        """Select RUNNING jobs whose worker stopped renewing the lease."""
+        return self.filter(
+            status=JobStatus.RUNNING, lease_expires_at__lt=now or timezone.now()
+        )
+
+    def finished(self):
+        return self.filter(status__in=FINISHED_STATUSES)
+
+    def stats(self, now=None):
+        """Count jobs per bucket: waiting, delayed, active, completed, failed."""
+        now = now or timezone.now()
+        counts = self.aggregate(
+            waiting=Count("pk", filter=Q(status=JobStatus.READY, run_after__lte=now)),
+            delayed=Count("pk", filter=Q(status=JobStatus.READY, run_after__gt=now)),
+            active=Count("pk", filter=Q(status=JobStatus.RUNNING)),
+            completed=Count("pk", filter=Q(status=JobStatus.SUCCESSFUL)),
+            failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
+            cancelled=Count("pk", filter=Q(status=JobStatus.CANCELLED)),
+        )
+        return counts
+
+    def update_returning(self, **values):
+        """Run one UPDATE ... RETURNING and give back the changed rows as jobs.
+
+        Django uses the same compiler path for `Model.save()`; both PostgreSQL
+        and SQLite return the updated rows from the statement itself, so the
+        claim stays a single atomic statement with no follow-up SELECT.
+        """
+        query = self.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        fields = self.model._meta.concrete_fields
+        rows = query.get_compiler(self.db).execute_returning_sql(fields)
+        names = [field.attname for field in fields]
+        return [self.model.from_db(self.db, names, row) for row in rows]
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    task_path = models.CharField(max_length=255)
+    queue_name = models.CharField(max_length=64, default="default")
+    priority = models.SmallIntegerField(default=0)
+    status = models.CharField(
+        max_length=10, choices=JobStatus.choices, default=JobStatus.READY
+    )
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    return_value = models.JSONField(null=True, blank=True)
+    # One entry per failed attempt: exception_class_path, message, traceback,
+    # attempt, worker_id, failed_at.
+    errors = models.JSONField(default=list, blank=True)
+    # One entry per attempt (Django's TaskResult.attempts is their count).
+    worker_ids = models.JSONField(default=list, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+
+    enqueued_at = models.DateTimeField(default=timezone.now)
+    run_after = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)
+    progress_message = models.CharField(max_length=255, blank=True, default="")
+
+    # The claim being run: a worker writes only rows that still carry the
+    # token it claimed them with, so a rescued job is never overwritten by
+    # the worker that lost it. The lease is renewed by that worker's heartbeat.
+    lease_token = models.CharField(max_length=80, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-enqueued_at"]
+        indexes = [
+            # The claim: due READY rows of a queue, highest priority first.
+            models.Index(
+                F("queue_name"),
+                F("priority").desc(),
+                F("run_after"),
+                condition=Q(status="READY"),
+                name="jobs_job_claim",
+            ),
+            # The rescuer: RUNNING rows by lease expiry.
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="RUNNING"),
+                name="jobs_job_lease",
+            ),
+            # Statistics and pruning: rows per status, by finish time.
+            models.Index(fields=["status", "finished_at"], name="jobs_job_status"),
+            # The admin list, newest first.
+            models.Index(F("enqueued_at").desc(), name="jobs_job_enqueued"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(priority__gte=-100, priority__lte=100),
+                name="jobs_job_priority_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=JobStatus.values),
+                name="jobs_job_status_valid",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.task_name} {self.short_id} ({self.status})"
+
+    @property
+    def short_id(self):
+        return str(self.id)[:8]
+
+    @property
+    def task_name(self):
+        return self.task_path.rpartition(".")[2]
+
+
+class Lease(models.Model):
+    """A named lock with an expiry, so one process at a time runs a duty."""
+
+    name = models.CharField(primary_key=True, max_length=64)
+    holder = models.CharField(max_length=128)
+    expires_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.name} held by {self.holder} until {self.expires_at}"

@@ -1,0 +1,355 @@
+"""The database worker: claim due rows in batches, run them in threads.
+
+One main thread owns the loop and every write the worker itself makes
+(claims, batched completions, heartbeats, maintenance); `concurrency` threads
+run task functions. Signals only set flags, the loop acts on them:
+first SIGTERM/SIGINT stops claiming and lets active jobs finish; a second one
+puts the active jobs back as READY and exits at once.
+"""
+
+import ctypes
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from inspect import iscoroutinefunction
+from itertools import count
+
+from django.db import DatabaseError, close_old_connections, connections
+from django.tasks import task_backends
+
+from . import conf, execution, maintenance
+from .dispatch import CHANNEL
+from .exceptions import JobTimeout, WorkerInterrupted
+from .models import Job
+
+logger = logging.getLogger("jobs.worker")
+
+
+@dataclass
+class Running:
+    """A job handed to a thread, and what the loop needs to stop it in time."""
+
+    job: object
+    deadline: float | None = None  # monotonic end of its timeout, if any
+    thread_id: int | None = None  # set only while the task function runs
+    timed_out: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def deadline_guard(self, task):
+        """Let the loop interrupt the task function once its timeout passes.
+
+        Python code stops at its next bytecode; a call blocked in C (a long
+        sleep, a socket read without a timeout) stops when that call returns.
+        Coroutine tasks are cancelled by asyncio instead.
+        """
+        timeout = getattr(task, "timeout", None)
+        if not timeout or iscoroutinefunction(task.func):
+            yield
+            return
+        with self.lock:
+            self.thread_id = threading.get_ident()
+            self.deadline = time.monotonic() + timeout
+        try:
+            yield
+        except JobTimeout:
+            raise JobTimeout(execution.timeout_message(timeout)) from None
+        finally:
+            with self.lock:
+                self.thread_id = self.deadline = None
+                # Withdraw an interruption that was raised but not delivered.
+                set_async_exception(threading.get_ident(), None)
+
+    def interrupt_if_late(self, now):
+        with self.lock:
+            if self.thread_id and self.deadline and now >= self.deadline:
+                self.timed_out = True
+                self.deadline = None
+                set_async_exception(self.thread_id, JobTimeout)
+
+
+def close_thread_connections(pool, threads):
+    """Close the database connections the pool's threads opened."""
+    barrier = threading.Barrier(threads)
+
+    def close():
+        try:
+            barrier.wait(timeout=5)  # one call per thread, not two on one
+        except threading.BrokenBarrierError:
+            pass
+        connections.close_all()
+
+    for future in [pool.submit(close) for _ in range(threads)]:
+        future.result()
+
+
+def set_async_exception(thread_id, exception_class):
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id),
+        ctypes.py_object(exception_class) if exception_class else None,
+    )
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    finished: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Run due jobs of `queues` from the database until told to stop."""
+
+    def __init__(
+        self,
+        queues=None,
+        concurrency=None,
+        burst=False,
+        max_jobs=None,
+        backend_alias="default",
+        install_signals=True,
+    ):
+        backend = task_backends[backend_alias]
+        self.queues = sorted(queues or backend.queues)
+        self.concurrency = concurrency or conf.get("JOB_CONCURRENCY")
+        self.burst = burst
+        self.max_jobs = max_jobs
+        self.backend_alias = backend_alias
+        self.install_signals = install_signals
+        self.worker_id = execution.new_worker_id()
+        self.stats = WorkerStats()
+        self.running = {}  # job pk -> Running
+        self.done = queue.SimpleQueue()  # Outcomes from the threads
+        self._unrecorded = []  # Outcomes taken from `done`, not yet written
+        self.wake = threading.Event()
+        self.stopping = False  # first signal: finish active jobs, claim nothing
+        self.aborting = False  # second signal: put active jobs back, exit now
+        self._tokens = count(1)
+        self._next_heartbeat = 0.0
+        self._next_maintenance = 0.0
+
+    # --- Lifecycle --------------------------------------------------------
+
+    def run(self):
+        """Work until stopped, drained (`burst`) or `max_jobs` ran; return 0."""
+        previous = self._install_signal_handlers() if self.install_signals else {}
+        listener = Listener(self.queues, self.wake)
+        if not self.burst:  # a burst worker exits when idle: nothing to hear
+            listener.start()
+        logger.info(
+            "worker %s started queues=%s concurrency=%d burst=%s",
+            self.worker_id,
+            ",".join(self.queues),
+            self.concurrency,
+            self.burst,
+        )
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
+        try:
+            self._loop(pool)
+        finally:
+            listener.stop()
+            if not self.aborting:
+                close_thread_connections(pool, self.concurrency)
+            pool.shutdown(wait=not self.aborting)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        logger.info(
+            "worker %s stopped after %d jobs", self.worker_id, self.stats.finished
+        )
+        return 0
+
+    def stop(self):
+        """Ask the worker to finish its active jobs and exit (like SIGTERM)."""
+        self.stopping = True
+        self.wake.set()
+
+    def _install_signal_handlers(self):
+        """Handle SIGTERM and SIGINT; return the handlers they replace."""
+        return {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+
+    def _on_signal(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.stopping:
+            logger.warning("%s again: putting active jobs back, exiting now", name)
+            self.aborting = True
+        else:
+            logger.info(
+                "%s: finishing %d active jobs, claiming no more (again to abort)",
+                name,
+                len(self.running),
+            )
+            self.stopping = True
+        self.wake.set()
+
+    # --- The loop ---------------------------------------------------------
+
+    def _loop(self, pool):
+        while True:
+            try:
+                if self._step(pool):
+                    return
+            except DatabaseError as e:
+                # The database went away (restart, failover): keep the
+                # finished runs, wait, and try again with a new connection.
+                logger.error("database error, retrying shortly: %s", e)
+                close_old_connections()
+                self.wake.wait(conf.get("JOB_POLL_SECONDS"))
+                self.wake.clear()
+
+    def _step(self, pool):
+        """Do one turn of the loop; return True when the worker should exit."""
+        self._collect()
+        if self.aborting:
+            self._abort()
+        if not self.running and (self.stopping or self._reached_max_jobs()):
+            return True
+        self._housekeeping()
+        claimed, wanted = self._claim_into(pool)
+        if self.burst and not claimed and not self.running:
+            return True
+        if wanted and claimed == wanted:
+            return False  # there may be more due rows: look again at once
+        self.wake.wait(self._wait_seconds())
+        self.wake.clear()
+        return False
+
+    def _claim_into(self, pool):
+        """Claim as many jobs as there are free threads; start them."""
+        wanted = self.concurrency - len(self.running)
+        if self.max_jobs is not None:
+            wanted = min(wanted, self.max_jobs - self.stats.claimed)
+        if self.stopping or wanted <= 0:
+            return 0, 0
+        token = f"{self.worker_id}:{next(self._tokens)}"
+        jobs = execution.claim(self.queues, wanted, self.worker_id, token)
+        for job in jobs:
+            self._start(pool, job)
+        self.stats.claimed += len(jobs)
+        return len(jobs), wanted
+
+    def _start(self, pool, job):
+        self.running[job.pk] = running = Running(job=job)
+        pool.submit(self._run_in_thread, running)
+
+    def _run_in_thread(self, running):
+        try:
+            outcome = execution.run(
+                running.job, self.backend_alias, guard=running.deadline_guard
+            )
+        finally:
+            close_old_connections()
+        self.done.put(outcome)
+        self.wake.set()
+
+    def _collect(self):
+        """Record every finished run in one batch."""
+        while True:
+            try:
+                self._unrecorded.append(self.done.get_nowait())
+            except queue.Empty:
+                break
+        if not self._unrecorded:
+            return
+        execution.finish(self._unrecorded)
+        for outcome in self._unrecorded:
+            self.running.pop(outcome.job.pk, None)
+        self.stats.finished += len(self._unrecorded)
+        self._unrecorded = []
+
+    def _reached_max_jobs(self):
+        return self.max_jobs is not None and self.stats.claimed >= self.max_jobs
+
+    def _wait_seconds(self):
+        poll = conf.get("JOB_POLL_SECONDS")
+        deadlines = [r.deadline for r in self.running.values() if r.deadline]
+        wake_at = min([time.monotonic() + poll, self._next_heartbeat, *deadlines])
+        return max(0.0, min(poll, wake_at - time.monotonic()))
+
+    # --- Housekeeping -----------------------------------------------------
+
+    def _housekeeping(self):
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            execution.renew_leases([r.job for r in self.running.values()])
+            self._next_heartbeat = now + conf.get("JOB_LEASE_SECONDS") / 3
+        if now >= self._next_maintenance and not self.stopping:
+            maintenance.run_due_duties(self.worker_id)
+            self._next_maintenance = now + conf.get("JOB_MAINTENANCE_SECONDS")
+        self._enforce_timeouts(now)
+
+    def _enforce_timeouts(self, now):
+        for running in self.running.values():
+            running.interrupt_if_late(now)
+
+    def _abort(self):
+        """Put the active jobs back as READY and leave the process now."""
+        jobs = [r.job for r in self.running.values()]
+        put_back = execution.put_back(
+            jobs,
+            WorkerInterrupted("The worker was stopped while this job ran."),
+            give_up_when_exhausted=False,
+        )
+        for job in put_back:
+            execution.log_event("interrupted", job, level=logging.WARNING)
+        logger.warning(
+            "worker %s aborted: %d active jobs put back",
+            self.worker_id,
+            len(put_back),
+        )
+        logging.shutdown()
+        os._exit(1)
+
+
+class Listener:
+    """Wake the worker when PostgreSQL announces a new row (LISTEN/NOTIFY).
+
+    On other databases it does nothing and the worker polls.
+    """
+
+    def __init__(self, queues, wake):
+        self.queues = set(queues)
+        self.wake = wake
+        self.connection = connections[Job.objects.db]
+        self._stopped = threading.Event()
+        self._thread = None
+
+    def start(self):
+        if self.connection.vendor != "postgresql":
+            return
+        self._thread = threading.Thread(
+            target=self._listen_forever, name="job-listener", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self):
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _listen_forever(self):
+        import psycopg
+
+        params = self.connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        while not self._stopped.is_set():
+            try:
+                with psycopg.connect(**params, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.wake.set()  # anything enqueued while we were away
+                    while not self._stopped.is_set():
+                        for notify in conn.notifies(timeout=0.25):
+                            if notify.payload in self.queues:
+                                self.wake.set()
+            except psycopg.Error as e:
+                logger.warning("LISTEN connection lost (%s); polling meanwhile", e)
+                self._stopped.wait(conf.get("JOB_POLL_SECONDS"))

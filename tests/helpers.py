@@ -1,0 +1,118 @@
+"""Helpers the tests share: factories, waiting, worker processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.db import connection
+from django.utils import timezone
+
+from jobs.models import Job
+from jobs.worker import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Short timings so tests wait for fractions of a second, not minutes.
+FAST_SETTINGS = {
+    "JOB_POLL_SECONDS": 0.05,
+    "JOB_LEASE_SECONDS": 1.5,
+    "JOB_MAINTENANCE_SECONDS": 0.2,
+    "JOB_BACKOFF_BASE_SECONDS": 0.2,
+}
+
+
+def make_job(**fields):
+    """Create a job row directly, for tests of the state machine."""
+    now = timezone.now()
+    defaults = {
+        "task_path": "tests.testapp.tasks.noop",
+        "enqueued_at": now,
+        "run_after": now,
+    }
+    return Job.objects.create(**{**defaults, **fields})
+
+
+def run_worker(**options):
+    """Run the database worker in this process until it drains."""
+    options.setdefault("burst", True)
+    options.setdefault("install_signals", False)
+    return Worker(**options).run()
+
+
+def wait_for(predicate, timeout=20.0, interval=0.05, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def database_url():
+    """A URL of the test database, for worker subprocesses."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class WorkerProcess:
+    """`manage.py jobworker` in a subprocess, stopped at the end of the test."""
+
+    def __init__(self, *args, env=None):
+        self.args = args
+        full_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": database_url(),
+            "PYTHONUNBUFFERED": "1",
+            **{name: str(value) for name, value in FAST_SETTINGS.items()},
+            **(env or {}),
+        }
+        self.log = open(  # noqa: SIM115 (closed in stop)
+            ROOT / f".pytest_cache/worker-{os.getpid()}-{id(self)}.log", "w+"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "jobworker", *args],
+            env=full_env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def signal(self, signum):
+        self.process.send_signal(signum)
+
+    def wait(self, timeout=30):
+        return self.process.wait(timeout=timeout)
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+
+
+def job_of(result):
+    return Job.objects.get(pk=result.id)
+
+
+def in_the_past(seconds=60):
+    return timezone.now() - timedelta(seconds=seconds)

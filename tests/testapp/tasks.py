@@ -1,0 +1,97 @@
+"""Tasks the tests enqueue. Side effects go to `Run`, one row per key."""
+
+import asyncio
+import os
+import time
+
+from django.tasks import task
+
+from jobs.exceptions import PermanentFailure
+
+from .models import Run
+
+
+def record(key, attempt=0):
+    return Run.objects.create(key=key, attempt=attempt, pid=os.getpid())
+
+
+@task
+def noop():
+    return None
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+@task(priority=0)
+def record_run(key):
+    record(key)
+    return key
+
+
+@task(queue_name="other")
+def record_on_other_queue(key):
+    record(key)
+
+
+@task
+def sleep_then_record(key, seconds):
+    time.sleep(seconds)
+    record(key)
+    return key
+
+
+@task(takes_context=True, max_attempts=5)
+def fail_times(context, key, times):
+    if context.attempt <= times:
+        raise ConnectionError(f"attempt {context.attempt} fails on purpose")
+    record(key, context.attempt)
+    return context.attempt
+
+
+@task(max_attempts=2)
+def always_fail():
+    raise ValueError("this task always fails")
+
+
+@task
+def fail_permanently():
+    raise PermanentFailure("no point in trying again")
+
+
+@task
+def return_object():
+    return object()
+
+
+@task(takes_context=True)
+def report_then_wait(context, seconds):
+    context.report_progress(50, "half way")
+    time.sleep(seconds)
+    return "done"
+
+
+@task
+async def async_add(a, b):
+    await asyncio.sleep(0)
+    return a + b
+
+
+@task(timeout=0.3)
+def overrun(seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "not stopped"
+
+
+@task(timeout=0.3)
+async def async_overrun(seconds):
+    await asyncio.sleep(seconds)
+    return "not stopped"
+
+
+def not_a_task():
+    return None
