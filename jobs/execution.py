@@ -60,13 +60,19 @@ def claim(queues, limit, worker_id, token, job_id=None):
     candidates = Job.objects.claimable(queues, now)
     if job_id is not None:
         candidates = candidates.filter(pk=job_id)
-    # Rows stay locked until this transaction commits, blocking nobody
-    # (other claimers SKIP LOCKED) but keep it to this one statement.
+    # The selected rows stay locked until this short transaction commits;
+    # other claimers skip them. The ids are fetched first on purpose: inside
+    # `UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP LOCKED)` PostgreSQL may
+    # run the subquery more than once and claim more than `limit` rows.
     with transaction.atomic(using=Job.objects.db):
-        jobs = Job.objects.filter(
-            pk__in=candidates.select_for_update(skip_locked=True).values("pk")[:limit],
-            status=JobStatus.READY,
-        ).update_returning(
+        ids = list(
+            candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[
+                :limit
+            ]
+        )
+        if not ids:
+            return []
+        jobs = Job.objects.filter(pk__in=ids, status=JobStatus.READY).update_returning(
             status=JobStatus.RUNNING,
             attempts=F("attempts") + 1,
             worker_ids=JSONAppend(F("worker_ids"), Value(worker_id)),

@@ -1,0 +1,191 @@
+"""Enqueue and get_result: what callers of the django.tasks API see."""
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import transaction
+from django.tasks import TaskResultStatus, default_task_backend, task
+from django.tasks.exceptions import (
+    InvalidTask,
+    TaskResultDoesNotExist,
+    TaskResultMismatch,
+)
+from django.tasks.signals import task_enqueued
+from django.utils import timezone
+
+from jobs.exceptions import InvalidTaskArguments
+from jobs.models import Job, JobStatus
+from tests.testapp import tasks
+
+from .helpers import make_job
+
+pytestmark = pytest.mark.django_db
+
+
+def test_enqueue__writes_a_ready_row_with_the_task_options():
+    result = tasks.fail_times.using(priority=7).enqueue("k", times=1)
+
+    job = Job.objects.get(pk=result.id)
+    assert job.status == JobStatus.READY
+    assert job.task_path == "tests.testapp.tasks.fail_times"
+    assert (job.args, job.kwargs) == (["k"], {"times": 1})
+    assert (job.priority, job.queue_name, job.max_attempts) == (7, "default", 5)
+    assert job.run_after == job.enqueued_at == result.enqueued_at
+    assert result.status == TaskResultStatus.READY
+    assert result.attempts == 0
+
+
+def test_enqueue__max_attempts_defaults_to_the_setting(settings):
+    settings.JOB_MAX_ATTEMPTS = 4
+
+    result = tasks.add.enqueue(1, 2)
+
+    assert Job.objects.get(pk=result.id).max_attempts == 4
+
+
+def test_enqueue__sends_task_enqueued():
+    seen = []
+
+    def receiver(sender, task_result, **kwargs):
+        seen.append(task_result.id)
+
+    task_enqueued.connect(receiver)
+    try:
+        result = tasks.add.enqueue(1, 2)
+    finally:
+        task_enqueued.disconnect(receiver)
+
+    assert seen == [result.id]
+
+
+def test_enqueue__rolled_back_transaction_leaves_no_job():
+    class RollbackError(Exception):
+        pass
+
+    with pytest.raises(RollbackError), transaction.atomic():
+        tasks.add.enqueue(1, 2)
+        raise RollbackError
+
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "named"),
+    [
+        ((object(),), {}, "argument 0"),
+        ((1, datetime.now(UTC)), {}, "argument 1"),
+        ((), {"a": 1, "b": {1, 2}}, "keyword argument 'b'"),
+        ((math.nan, 1), {}, "argument 0"),
+    ],
+)
+def test_enqueue__non_json_argument_is_named_and_nothing_is_stored(args, kwargs, named):
+    with pytest.raises(InvalidTaskArguments, match=f"{named} is not JSON") as error:
+        tasks.add.enqueue(*args, **kwargs)
+
+    assert "tests.testapp.tasks.add" in str(error.value)
+    assert isinstance(error.value, TypeError)
+    assert not Job.objects.exists()
+
+
+def test_enqueue__unknown_queue_is_refused():
+    with pytest.raises(InvalidTask, match="Queue 'nope' is not valid"):
+        tasks.add.using(queue_name="nope").enqueue(1, 2)
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize("priority", [-101, 101, 1.5])
+def test_enqueue__priority_out_of_range_is_refused(priority):
+    with pytest.raises(InvalidTask, match="priority must be a whole number"):
+        tasks.add.using(priority=priority).enqueue(1, 2)
+    assert not Job.objects.exists()
+
+
+def test_enqueue__naive_run_after_is_refused():
+    with pytest.raises(InvalidTask, match="aware datetime"):
+        tasks.add.using(run_after=datetime(2030, 1, 1)).enqueue(1, 2)  # noqa: DTZ001
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts must be a whole number"),
+        ({"backoff_base": -1}, "backoff_base must be a number"),
+        ({"timeout": "soon"}, "timeout must be a number"),
+    ],
+)
+def test_task_options__invalid_values_are_refused_at_definition(options, message):
+    with pytest.raises(InvalidTask, match=message):
+        task(tasks.not_a_task, **options)
+
+
+def test_task_options__using_changes_them():
+    changed = tasks.add.using(max_attempts=9, timeout=2, priority=3)
+
+    assert (changed.max_attempts, changed.timeout, changed.priority) == (9, 2, 3)
+    assert tasks.add.max_attempts is None
+
+
+def test_enqueue__run_after_makes_the_job_delayed():
+    run_after = timezone.now() + timedelta(hours=1)
+
+    result = tasks.add.using(run_after=run_after).enqueue(1, 2)
+
+    assert Job.objects.delayed().get().pk == uuid.UUID(result.id)
+    assert not Job.objects.due().exists()
+    assert tasks.add.get_result(result.id).task.run_after == run_after
+
+
+def test_get_result__round_trips_every_field():
+    result = tasks.add.enqueue(1, b=2)
+
+    fetched = tasks.add.get_result(result.id)
+
+    assert fetched.id == result.id
+    assert fetched.args == [1] and fetched.kwargs == {"b": 2}
+    assert fetched.enqueued_at == result.enqueued_at
+    assert fetched.task.func is tasks.add.func
+    assert fetched.backend == "default"
+
+
+@pytest.mark.parametrize("bad_id", ["not-a-uuid", "", "1' OR '1'='1", 42])
+def test_get_result__malformed_id_does_not_exist(bad_id):
+    with pytest.raises(TaskResultDoesNotExist, match="is not a job id"):
+        tasks.add.get_result(bad_id)
+
+
+def test_get_result__unknown_id_does_not_exist():
+    with pytest.raises(TaskResultDoesNotExist, match="No job"):
+        tasks.add.get_result(str(uuid.uuid4()))
+
+
+def test_get_result__of_another_task_is_a_mismatch():
+    result = tasks.add.enqueue(1, 2)
+
+    with pytest.raises(TaskResultMismatch):
+        tasks.noop.get_result(result.id)
+
+
+@pytest.mark.parametrize(
+    ("status", "public"),
+    [
+        (JobStatus.READY, TaskResultStatus.READY),
+        (JobStatus.RUNNING, TaskResultStatus.RUNNING),
+        (JobStatus.SUCCESSFUL, TaskResultStatus.SUCCESSFUL),
+        (JobStatus.FAILED, TaskResultStatus.FAILED),
+        (JobStatus.CANCELLED, TaskResultStatus.FAILED),
+    ],
+)
+def test_get_result__maps_every_status(status, public):
+    job = make_job(task_path="tests.testapp.tasks.add", status=status)
+
+    assert tasks.add.get_result(str(job.pk)).status == public
+
+
+def test_get_result__of_a_task_that_no_longer_imports_still_reads():
+    job = make_job(task_path="tests.testapp.tasks.removed_long_ago")
+
+    result = default_task_backend.get_result(str(job.pk))
+    assert result.status == TaskResultStatus.READY
+    assert result.args == []

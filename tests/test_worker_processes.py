@@ -1,0 +1,99 @@
+"""The real `manage.py jobworker` in subprocesses: many workers, signals, kill -9."""
+
+import signal
+import time
+
+import pytest
+from django.db import transaction
+
+from jobs.models import Job, JobStatus
+from tests.testapp import tasks
+from tests.testapp.models import Run
+
+from .helpers import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def status_of(result):
+    return Job.objects.get(pk=result.id).status
+
+
+def test_two_workers_drain_2000_jobs__each_runs_exactly_once(start_worker):
+    backend = tasks.record_run.get_backend()
+    with transaction.atomic():
+        for i in range(2000):
+            backend.enqueue(tasks.record_run, [f"job-{i}"], {})
+
+    started = time.monotonic()
+    workers = [start_worker("--burst") for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0, worker.output()
+    elapsed = time.monotonic() - started
+
+    # Run.key is unique: a second run of any job would have failed that job.
+    assert Run.objects.count() == 2000
+    assert Job.objects.filter(status=JobStatus.SUCCESSFUL, attempts=1).count() == 2000
+    assert len(set(Run.objects.values_list("pid", flat=True))) == 2
+    print(f"\n2 workers drained 2000 jobs in {elapsed:.2f}s")
+
+
+def test_job_is_invisible_to_a_running_worker_until_commit(start_worker):
+    worker = start_worker()
+    with transaction.atomic():
+        result = tasks.record_run.enqueue("after-commit")
+        time.sleep(0.5)  # the worker polls every 0.05 s meanwhile
+        assert not Run.objects.filter(key="after-commit").exists()
+        assert status_of(result) == JobStatus.READY
+
+    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, message="run")
+    assert worker.process.poll() is None
+
+
+def test_sigterm__active_job_finishes_and_worker_exits_0(start_worker):
+    result = tasks.sleep_then_record.enqueue("graceful", 2)
+    worker = start_worker()
+    wait_for(lambda: status_of(result) == JobStatus.RUNNING, message="claim")
+
+    worker.signal(signal.SIGTERM)
+    later = tasks.record_run.enqueue("not-claimed-after-sigterm")
+
+    assert worker.wait(timeout=20) == 0, worker.output()
+    job = Job.objects.get(pk=result.id)
+    assert job.status == JobStatus.SUCCESSFUL
+    assert job.attempts == 1
+    assert Run.objects.filter(key="graceful").exists()
+    assert status_of(later) == JobStatus.READY
+
+
+def test_second_sigterm__puts_the_active_job_back(start_worker):
+    result = tasks.sleep_then_record.enqueue("interrupted", 30)
+    worker = start_worker()
+    wait_for(lambda: status_of(result) == JobStatus.RUNNING, message="claim")
+
+    worker.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=10) != 0
+    job = Job.objects.get(pk=result.id)
+    assert job.status == JobStatus.READY
+    assert job.errors[-1]["exception_class_path"].endswith("WorkerInterrupted")
+    assert job.lease_expires_at is None
+
+
+def test_kill_9__job_is_rescued_by_another_worker_and_succeeds(start_worker):
+    result = tasks.sleep_then_record.enqueue("survivor", 1.5)
+    doomed = start_worker()
+    wait_for(lambda: status_of(result) == JobStatus.RUNNING, message="claim")
+
+    doomed.signal(signal.SIGKILL)
+    doomed.wait()
+    rescuer = start_worker()
+
+    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, message="rescue")
+    job = Job.objects.get(pk=result.id)
+    assert job.attempts == 2
+    assert len(job.worker_ids) == 2 and job.worker_ids[0] != job.worker_ids[1]
+    assert job.errors[0]["exception_class_path"] == "jobs.exceptions.WorkerLost"
+    assert Run.objects.get(key="survivor").pid == rescuer.pid
