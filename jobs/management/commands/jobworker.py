@@ -38,7 +38,8 @@ class Command(BaseCommand):
                 f"Unknown queue(s) {', '.join(unknown)}; "
                 f"configured queues: {', '.join(sorted(known))} (JOB_QUEUES)."
             )
-        concurrency = concurrency or conf.get("JOB_CONCURRENCY")
+        if concurrency is None:
+            concurrency = conf.get("JOB_CONCURRENCY")
         if concurrency < 1:
             raise CommandError("--concurrency must be at least 1.")
         if max_jobs is not None and max_jobs < 1:

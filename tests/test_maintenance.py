@@ -1,0 +1,154 @@
+"""Rescue, the maintenance lease, and the fences that keep transitions honest."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from jobs import execution, maintenance
+from jobs.models import Job, JobStatus, Lease
+
+from .helpers import in_the_past, make_job
+
+pytestmark = pytest.mark.django_db
+
+
+def running_job(**fields):
+    defaults = {
+        "status": JobStatus.RUNNING,
+        "attempts": 1,
+        "worker_ids": ["gone:1:abc"],
+        "lease_token": "gone:1:abc:1",
+        "lease_expires_at": in_the_past(),
+    }
+    return make_job(**{**defaults, **fields})
+
+
+def test_rescue__puts_a_stalled_job_back_with_a_worker_lost_error():
+    job = running_job()
+
+    execution.rescue_stalled()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.READY
+    assert job.run_after <= timezone.now()
+    assert job.lease_expires_at is None
+    assert job.errors[0]["exception_class_path"] == "jobs.exceptions.WorkerLost"
+    assert job.errors[0]["attempt"] == 1
+    assert job.errors[0]["worker_id"] == "gone:1:abc"
+
+
+def test_rescue__fails_a_stalled_job_with_no_attempts_left():
+    job = running_job(attempts=3, max_attempts=3)
+
+    execution.rescue_stalled()
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert job.finished_at is not None
+
+
+def test_rescue__leaves_jobs_with_a_live_lease_alone():
+    job = running_job(lease_expires_at=timezone.now() + timedelta(seconds=30))
+
+    assert execution.rescue_stalled() == []
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+
+
+def test_fence__a_worker_that_lost_its_claim_cannot_record_success():
+    job = running_job(lease_expires_at=timezone.now() + timedelta(seconds=30))
+    stale = Job.objects.get(pk=job.pk)
+    Job.objects.filter(pk=job.pk).update(lease_token="new-owner:1")
+    outcome = execution.Outcome(job=stale, finished_at=timezone.now(), value=1)
+
+    assert execution.record_successes([outcome]) == 0
+
+    job.refresh_from_db()
+    assert (job.status, job.lease_token) == (JobStatus.RUNNING, "new-owner:1")
+
+
+def test_claim__takes_only_due_ready_jobs_of_its_queues():
+    due = make_job()
+    make_job(run_after=timezone.now() + timedelta(hours=1))
+    make_job(queue_name="other")
+    make_job(status=JobStatus.FAILED)
+
+    claimed = execution.claim(["default"], 10, "w:1:x", "w:1:x:1")
+
+    assert [job.pk for job in claimed] == [due.pk]
+    due.refresh_from_db()
+    assert due.status == JobStatus.RUNNING
+    assert due.attempts == 1 and due.worker_ids == ["w:1:x"]
+    assert due.lease_token == "w:1:x:1" and due.lease_expires_at > timezone.now()
+
+
+def test_claim__respects_the_limit():
+    for _ in range(5):
+        make_job()
+
+    assert len(execution.claim(["default"], 3, "w", "w:1")) == 3
+    assert Job.objects.filter(status=JobStatus.READY).count() == 2
+
+
+def statements(captured):
+    """The data statements run, without transaction control."""
+    verbs = [q["sql"].split()[0] for q in captured.captured_queries]
+    return [v for v in verbs if v not in {"BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"}]
+
+
+def test_claim_and_finish__use_a_fixed_number_of_queries_per_batch():
+    for _ in range(20):
+        make_job()
+
+    with CaptureQueriesContext(connection) as claiming:
+        jobs = execution.claim(["default"], 20, "w", "w:1")
+    outcomes = [
+        execution.Outcome(job=job, finished_at=timezone.now(), value=None)
+        for job in jobs
+    ]
+    with CaptureQueriesContext(connection) as finishing:
+        execution.record_successes(outcomes)
+
+    assert len(jobs) == 20
+    # SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE ... RETURNING.
+    assert statements(claiming) == ["SELECT", "UPDATE"]
+    assert statements(finishing) == ["UPDATE"]
+    assert Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 20
+
+
+def test_lease__one_holder_at_a_time_until_it_expires():
+    assert maintenance.acquire_lease("duty", "a", 60)
+    assert not maintenance.acquire_lease("duty", "b", 60)
+    assert maintenance.acquire_lease("duty", "a", 60)  # renewing is fine
+
+    Lease.objects.filter(name="duty").update(expires_at=in_the_past())
+
+    assert maintenance.acquire_lease("duty", "b", 60)
+    assert Lease.objects.get(name="duty").holder == "b"
+
+
+def test_run_due_duties__only_the_lease_holder_rescues():
+    job = running_job()
+    assert maintenance.acquire_lease(maintenance.LEASE_NAME, "other-worker", 60)
+
+    assert not maintenance.run_due_duties("this-worker")
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--queue", "nope"], "Unknown queue"),
+        (["--concurrency", "0"], "--concurrency must be at least 1"),
+        (["--max-jobs", "0"], "--max-jobs must be at least 1"),
+    ],
+)
+def test_jobworker__refuses_bad_options(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("jobworker", *args)
