@@ -269,10 +269,13 @@ class Worker:
         return self.max_jobs is not None and self.stats.claimed >= self.max_jobs
 
     def _wait_seconds(self):
-        poll = conf.get("JOB_POLL_SECONDS")
-        deadlines = [r.deadline for r in self.running.values() if r.deadline]
-        wake_at = min([time.monotonic() + poll, self._next_heartbeat, *deadlines])
-        return max(0.0, min(poll, wake_at - time.monotonic()))
+        """Sleep until the next poll, or sooner for a heartbeat or a timeout."""
+        now = time.monotonic()
+        wake_at = [now + conf.get("JOB_POLL_SECONDS")]
+        if self.running:
+            wake_at.append(self._next_heartbeat)
+            wake_at.extend(r.deadline for r in self.running.values() if r.deadline)
+        return max(0.0, min(wake_at) - now)
 
     # --- Housekeeping -----------------------------------------------------
 

@@ -97,3 +97,20 @@ def test_kill_9__job_is_rescued_by_another_worker_and_succeeds(start_worker):
     assert len(job.worker_ids) == 2 and job.worker_ids[0] != job.worker_ids[1]
     assert job.errors[0]["exception_class_path"] == "jobs.exceptions.WorkerLost"
     assert Run.objects.get(key="survivor").pid == rescuer.pid
+
+
+def test_listen_notify__wakes_an_idle_worker_on_commit(postgres_only, start_worker):
+    # Polling once a minute: only the NOTIFY sent on commit can wake it in time.
+    worker = start_worker(
+        env={"JOB_POLL_SECONDS": "60", "JOB_MAINTENANCE_SECONDS": "60"}
+    )
+    wait_for(lambda: "started queues" in worker.output(), message="worker start")
+    time.sleep(0.5)  # past the first poll, into the long wait
+
+    result = tasks.record_run.enqueue("woken")
+
+    wait_for(
+        lambda: status_of(result) == JobStatus.SUCCESSFUL,
+        timeout=10,
+        message="the worker to wake",
+    )
