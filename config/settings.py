@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from jobs.conf import rq_queues
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -64,6 +66,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_rq",
     "jobs",
     "healthcheck",
 ]
@@ -147,6 +150,9 @@ TASKS = {
     }
 }
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# With REDIS_URL set, each queue is pushed to RQ in three priority bands.
+RQ_QUEUES = rq_queues(REDIS_URL, JOB_QUEUES) if REDIS_URL else {}
+RQ = {"WORKER_CLASS": "jobs.redis_queue.JobsWorker"}
 JOB_CONCURRENCY = env_int("JOB_CONCURRENCY", 5)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 JOB_CLEANUP_AGE = env_int("JOB_CLEANUP_AGE", 86_400_000)  # milliseconds
@@ -155,6 +161,8 @@ JOB_BACKOFF_MAX_SECONDS = env_float("JOB_BACKOFF_MAX_SECONDS", 3600.0)
 JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 60.0)
 JOB_POLL_SECONDS = env_float("JOB_POLL_SECONDS", 1.0)
 JOB_MAINTENANCE_SECONDS = env_float("JOB_MAINTENANCE_SECONDS", 10.0)
+JOB_REDISPATCH_GRACE_SECONDS = env_float("JOB_REDISPATCH_GRACE_SECONDS", 15.0)
+JOB_REDIS_RETRY_SECONDS = env_float("JOB_REDIS_RETRY_SECONDS", 5.0)
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 LOGGING = {

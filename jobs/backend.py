@@ -200,7 +200,7 @@ class JobsBackend(BaseTaskBackend):
             run_after=task.run_after or now,
         )
         job.save(force_insert=True)
-        dispatch.job_enqueued(job)
+        dispatch.ring([job])
         result = task_result(job, self.alias, task=task)
         task_enqueued.send(type(self), task_result=result)
         logger.info(

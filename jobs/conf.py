@@ -10,9 +10,30 @@ DEFAULTS = {
     "JOB_LEASE_SECONDS": 60.0,
     "JOB_POLL_SECONDS": 1.0,
     "JOB_MAINTENANCE_SECONDS": 10.0,
+    "JOB_REDISPATCH_GRACE_SECONDS": 15.0,
+    "JOB_REDIS_RETRY_SECONDS": 5.0,
 }
 
 
 def get(name):
     """Return the setting `name`, or its default."""
     return getattr(settings, name, DEFAULTS[name])
+
+
+# RQ has no numeric priority: each of our queues has three RQ queues, and our
+# workers listen to them in this order, so a higher band always goes first.
+BAND_SUFFIXES = (".high", "", ".low")
+
+
+def rq_queue_names(queue_name):
+    """Return the RQ queues of one of our queues, highest band first."""
+    return [f"{queue_name}{suffix}" for suffix in BAND_SUFFIXES]
+
+
+def rq_queues(redis_url, queue_names):
+    """Return django-rq's RQ_QUEUES for our queues: three bands each."""
+    return {
+        name: {"URL": redis_url}
+        for queue_name in queue_names
+        for name in rq_queue_names(queue_name)
+    }

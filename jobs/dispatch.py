@@ -1,20 +1,181 @@
-"""Ring the doorbell: tell workers a row is waiting.
+"""Ring the doorbell: tell workers a row is waiting. The only code that pushes
+jobs to Redis/RQ.
 
-The row is the truth; nothing here is needed for a job to run eventually
-(workers also poll). On PostgreSQL the doorbell is NOTIFY, which is
-transactional: listeners hear it only when the caller's transaction commits.
+The row is the truth; nothing here is needed for a job to run eventually.
+On PostgreSQL the first doorbell is NOTIFY, which is transactional: listeners
+hear it only when the caller's transaction commits. With `REDIS_URL` set, the
+job id is also pushed to RQ once the transaction commits. A push that fails
+(Redis down) loses nothing: the row stays READY, `jobworker` can run it, and
+the re-dispatcher pushes it again when Redis answers.
 """
 
-from django.db import connections
+import logging
+import math
+import threading
+import time
+from functools import partial
 
+import redis
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+from rq import Queue
+
+from . import conf
+from .conf import rq_queue_names
 from .models import Job
 
+logger = logging.getLogger("jobs.dispatch")
+
 CHANNEL = "reporadar_jobs"
+RQ_FUNCTION = "jobs.redis_queue.execute"
 
 
-def job_enqueued(job):
-    """Tell listening workers that `job` is waiting (once committed)."""
-    connection = connections[Job.objects.db]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, job.queue_name])
+def rq_queue_name(queue_name, priority):
+    """Return the RQ queue a job of `priority` goes to."""
+    high, normal, low = rq_queue_names(queue_name)
+    return high if priority > 0 else low if priority < 0 else normal
+
+
+def rq_job_id(job):
+    """Name the RQ job of one attempt, so a retry is a new RQ job."""
+    return f"{job.pk}-{job.attempts}"
+
+
+def redis_enabled():
+    return bool(settings.REDIS_URL)
+
+
+def ring(jobs):
+    """Tell workers that `jobs` are READY: NOTIFY now, push to RQ on commit."""
+    jobs = list(jobs)
+    if not jobs:
+        return
+    db = Job.objects.db
+    if connections[db].vendor == "postgresql":
+        notify({job.queue_name for job in jobs}, db)
+    if redis_enabled():
+        transaction.on_commit(partial(push, jobs), using=db)
+
+
+def notify(queue_names, db):
+    with connections[db].cursor() as cursor:
+        for queue_name in sorted(queue_names):
+            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue_name])
+
+
+def push(jobs):
+    """Push `jobs` to RQ in one pipeline; return how many were pushed."""
+    link = redis_link()
+    if not jobs or link.resting():
+        return 0
+    now = timezone.now()
+    try:
+        with link.client.pipeline() as pipe:
+            for job in jobs:
+                enqueue(pipe, link.client, job, now)
+            pipe.execute()
+    except redis.RedisError as e:
+        link.failed(e, len(jobs))
+        return 0
+    except Exception:  # the rows are committed: a push never fails an enqueue
+        logger.exception("could not push %d jobs to RQ; they stay READY", len(jobs))
+        return 0
+    link.succeeded()
+    return len(jobs)
+
+
+def enqueue(pipe, client, job, now):
+    queue = Queue(rq_queue_name(job.queue_name, job.priority), connection=client)
+    options = {
+        "job_id": rq_job_id(job),
+        "result_ttl": 0,  # the row keeps the result; RQ forgets the job at once
+        "failure_ttl": 86_400,
+        "description": f"{job.task_path} {job.pk}",
+        "pipeline": pipe,
+    }
+    if job.run_after > now:
+        queue.enqueue_at(
+            job.run_after,
+            RQ_FUNCTION,
+            str(job.pk),
+            job_timeout=rq_timeout(job),
+            **options,
+        )
+    else:
+        queue.enqueue_call(
+            RQ_FUNCTION, args=(str(job.pk),), timeout=rq_timeout(job), **options
+        )
+
+
+def rq_timeout(job):
+    """RQ's timeout for the job: the task's, in whole seconds; -1 for none."""
+    from .backend import resolve_task  # backend imports this module
+    from .exceptions import TaskNotFound
+
+    try:
+        timeout = getattr(resolve_task(job.task_path), "timeout", None)
+    except TaskNotFound:
+        timeout = None
+    return math.ceil(timeout) if timeout else -1
+
+
+def missing_from_redis(jobs):
+    """Return the jobs whose current RQ job Redis does not hold."""
+    link = redis_link()
+    with link.client.pipeline(transaction=False) as pipe:
+        for job in jobs:
+            pipe.exists(f"rq:job:{rq_job_id(job)}")
+        held = pipe.execute()
+    return [job for job, exists in zip(jobs, held, strict=True) if not exists]
+
+
+class RedisLink:
+    """A Redis client with short timeouts that backs off after a failure.
+
+    While Redis does not answer, enqueue must stay fast and the log readable:
+    after a failure, pushes are skipped for `JOB_REDIS_RETRY_SECONDS`, and the
+    outage is logged once as a warning, not once per job.
+    """
+
+    def __init__(self, url):
+        self.client = redis.Redis.from_url(
+            url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30
+        )
+        self.down_until = 0.0
+        self.down = False
+        self.lock = threading.Lock()
+
+    def resting(self):
+        return time.monotonic() < self.down_until
+
+    def failed(self, error, count):
+        retry = conf.get("JOB_REDIS_RETRY_SECONDS")
+        with self.lock:
+            self.down_until = time.monotonic() + retry
+            first = not self.down
+            self.down = True
+        if first:
+            logger.warning(
+                "Redis is unreachable (%s): jobs stay in the database and run "
+                "through jobworker or once Redis is back; %d not pushed",
+                type(error).__name__,
+                count,
+            )
+
+    def succeeded(self):
+        if self.down:
+            with self.lock:
+                self.down = False
+            logger.warning("Redis is reachable again; pushing jobs to RQ")
+
+
+_links = {}
+
+
+def redis_link():
+    """Return the process's link to `REDIS_URL` (one client per URL)."""
+    url = settings.REDIS_URL
+    if url not in _links:
+        _links[url] = RedisLink(url)
+    return _links[url]

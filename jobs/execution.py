@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.json import normalize_json
 
-from . import conf
+from . import conf, dispatch
 from .backend import JobsBackend, bind_task, resolve_task, task_result
 from .exceptions import JobTimeout, WorkerLost
 from .models import Job, JobStatus, JSONAppend
@@ -51,7 +51,7 @@ def lease_expiry(now):
 
 
 def claim(queues, limit, worker_id, token, job_id=None):
-    """Claim up to `limit` due jobs of `queues`: READY -> RUNNING.
+    """Claim up to `limit` due jobs of `queues` (None: any): READY -> RUNNING.
 
     Each claimed row counts one more attempt, records `worker_id` and carries
     `token` and a fresh lease. Returns the claimed jobs, highest priority first.
@@ -160,6 +160,8 @@ def record_failure(outcome):
         log_event("lost", job, level=logging.WARNING)
         return None
     job.__dict__.update(values)
+    if not decision.gives_up:
+        dispatch.ring([job])
     return decision
 
 
@@ -186,6 +188,7 @@ def put_back(jobs, exception, give_up_when_exhausted):
         ).update(**values):
             job.__dict__.update(values)
             moved.append(job)
+    dispatch.ring(job for job in moved if job.status == JobStatus.READY)
     return moved
 
 

@@ -11,8 +11,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import conf, execution
-from .models import Lease
+from . import conf, dispatch, execution
+from .models import Job, Lease
 
 logger = logging.getLogger("jobs.maintenance")
 
@@ -41,7 +41,25 @@ def rescue():
     return execution.rescue_stalled()
 
 
-DUTIES = [rescue]
+def redispatch(limit=500):
+    """Push again the due jobs Redis lost (flushed, restarted, down at enqueue).
+
+    Only rows due for longer than JOB_REDISPATCH_GRACE_SECONDS are looked at,
+    and only those whose RQ job Redis no longer holds are pushed.
+    """
+    if not dispatch.redis_enabled():
+        return []
+    grace = timedelta(seconds=conf.get("JOB_REDISPATCH_GRACE_SECONDS"))
+    waiting = list(
+        Job.objects.due(timezone.now() - grace).order_by("run_after")[:limit]
+    )
+    lost = dispatch.missing_from_redis(waiting) if waiting else []
+    if lost and dispatch.push(lost):
+        logger.warning("re-dispatched %d jobs that Redis did not hold", len(lost))
+    return lost
+
+
+DUTIES = [rescue, redispatch]
 
 
 def run_due_duties(holder):
@@ -52,6 +70,6 @@ def run_due_duties(holder):
     for duty in DUTIES:
         try:
             duty()
-        except Exception:
-            logger.exception("maintenance duty %s failed", duty.__name__)
+        except Exception as e:  # one failing duty must not stop the others
+            logger.error("maintenance duty %s failed: %s", duty.__name__, e)
     return True

@@ -65,13 +65,12 @@ class JobQuerySet(models.QuerySet):
         """Select READY jobs whose `run_after` is still in the future."""
         return self.ready().filter(run_after__gt=now or timezone.now())
 
-    def claimable(self, queues, now=None):
-        """Select due jobs of `queues` in the order workers take them."""
-        return (
-            self.due(now)
-            .filter(queue_name__in=queues)
-            .order_by("-priority", "run_after")
-        )
+    def claimable(self, queues=None, now=None):
+        """Select due jobs of `queues` (None: all) in the order workers take them."""
+        due = self.due(now)
+        if queues is not None:
+            due = due.filter(queue_name__in=queues)
+        return due.order_by("-priority", "run_after")
 
     def stalled(self, now=None):
         """Select RUNNING jobs whose worker stopped renewing the lease."""

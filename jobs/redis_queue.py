@@ -1,0 +1,184 @@
+"""Run jobs pushed to Redis: the RQ job function and our RQ worker classes.
+
+An RQ job carries only a job id. `execute` claims that row exactly like the
+database worker does, so a job pushed twice, or seen by an `rqworker` and a
+`jobworker` at once, runs once. Settings make the stock `manage.py rqworker`
+use `JobsWorker`, which adds what RQ does not know about: the priority bands,
+the scheduler (for delays and retries) and our maintenance (rescue, re-dispatch).
+"""
+
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from uuid import UUID
+
+from django.db import DatabaseError, close_old_connections, connections
+from rq import SimpleWorker, Worker
+from rq.timeouts import JobTimeoutException
+
+from . import conf, execution, maintenance
+from .conf import BAND_SUFFIXES, rq_queue_names
+from .exceptions import JobTimeout
+
+logger = logging.getLogger("jobs.rq")
+
+_process_worker_id = (None, None)  # (pid, id): one id per process
+
+
+def worker_id():
+    """Name this process once (a forking worker has a new process per job)."""
+    global _process_worker_id
+    pid, name = _process_worker_id
+    if pid != os.getpid():
+        name = execution.new_worker_id()
+        _process_worker_id = (os.getpid(), name)
+    return name
+
+
+def execute(job_id):
+    """Claim the job `job_id`, run it and record the outcome.
+
+    Does nothing when the row is not READY and due: another worker has it, it
+    finished, or it was cancelled. Returns what happened, for RQ's log.
+    """
+    try:
+        UUID(job_id)
+    except ValueError:
+        logger.error("RQ job carries %r, which is not a job id; ignored", job_id)
+        return "ignored"
+    me = worker_id()
+    token = f"{me}:{job_id}"
+    claimed = execution.claim(None, 1, me, token, job_id=job_id)
+    if not claimed:
+        logger.info("job %s is not waiting (taken, finished or not due)", job_id)
+        return "skipped"
+    job = claimed[0]
+    with LeaseKeeper(job):
+        outcome = execution.run(job, guard=rq_timeout_as_job_timeout)
+    execution.finish([outcome])
+    return "succeeded" if outcome.succeeded else "failed"
+
+
+@contextmanager
+def rq_timeout_as_job_timeout(task):
+    """Report RQ's timeout like ours: a JobTimeout that says it timed out."""
+    try:
+        yield
+    except JobTimeoutException:
+        raise JobTimeout(execution.timeout_message(task.timeout)) from None
+
+
+class LeaseKeeper:
+    """Renew a running job's lease from a thread, as the database worker does."""
+
+    def __init__(self, job):
+        self.job = job
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._renew, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stopped.set()
+        self.thread.join()
+
+    def _renew(self):
+        interval = conf.get("JOB_LEASE_SECONDS") / 3
+        try:
+            while not self.stopped.wait(interval):
+                try:
+                    execution.renew_leases([self.job])
+                except DatabaseError as e:
+                    logger.warning("could not renew lease of %s: %s", self.job.pk, e)
+        finally:
+            connections.close_all()  # this thread's own connection, if it made one
+
+
+class Maintainer(threading.Thread):
+    """Run maintenance duties every JOB_MAINTENANCE_SECONDS in a worker.
+
+    Every worker runs one; the maintenance lease lets one at a time work, so
+    a deployment of only `web` and `rqworker` needs no cron job.
+    """
+
+    def __init__(self, holder):
+        super().__init__(name="job-maintenance", daemon=True)
+        self.holder = holder
+        self.stopped = threading.Event()
+
+    def run(self):
+        try:
+            while not self.stopped.wait(conf.get("JOB_MAINTENANCE_SECONDS")):
+                try:
+                    maintenance.run_due_duties(self.holder)
+                except DatabaseError as e:
+                    logger.error("maintenance skipped, database error: %s", e)
+                    close_old_connections()
+        finally:
+            connections.close_all()
+
+    def stop(self):
+        self.stopped.set()
+
+
+def with_bands(queues):
+    """Expand each queue to its priority bands, highest first."""
+    expanded = {}
+    for queue in queues:
+        if queue.name.endswith(tuple(suffix for suffix in BAND_SUFFIXES if suffix)):
+            expanded.setdefault(queue.name, queue)
+            continue
+        for name in rq_queue_names(queue.name):
+            expanded.setdefault(
+                name,
+                queue
+                if name == queue.name
+                else type(queue)(
+                    name,
+                    connection=queue.connection,
+                    job_class=queue.job_class,
+                    serializer=queue.serializer,
+                ),
+            )
+    return list(expanded.values())
+
+
+class JobsWorkerMixin:
+    def __init__(self, queues, *args, **kwargs):
+        super().__init__(with_bands(queues), *args, **kwargs)
+
+    def work(self, *args, **kwargs):
+        # Delayed jobs and retries are pushed with `enqueue_at`: RQ's scheduler
+        # moves them to their queue when due.
+        kwargs["with_scheduler"] = True
+        maintainer = None if kwargs.get("burst") else Maintainer(self.name)
+        if maintainer:
+            maintainer.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            if maintainer:
+                maintainer.stop()
+
+
+class JobsWorker(JobsWorkerMixin, Worker):
+    """RQ's forking worker: each job runs in a new work horse process."""
+
+    def perform_job(self, job, queue):
+        try:
+            return super().perform_job(job, queue)
+        finally:
+            connections.close_all()  # the work horse exits after this job
+
+
+class JobsSimpleWorker(JobsWorkerMixin, SimpleWorker):
+    """RQ's non-forking worker: faster, jobs share the worker's process."""
+
+    def perform_job(self, job, queue):
+        try:
+            return super().perform_job(job, queue)
+        finally:
+            close_old_connections()
