@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 import time
+from datetime import timedelta
 from functools import partial
 
 import redis
@@ -95,8 +96,10 @@ def enqueue(pipe, client, job, now):
         "pipeline": pipe,
     }
     if job.run_after > now:
+        # RQ's scheduler keeps whole seconds: round up, never run early.
+        when = job.run_after.replace(microsecond=0) + timedelta(seconds=1)
         queue.enqueue_at(
-            job.run_after,
+            when,
             RQ_FUNCTION,
             str(job.pk),
             job_timeout=rq_timeout(job),

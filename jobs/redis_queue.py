@@ -17,9 +17,10 @@ from django.db import DatabaseError, close_old_connections, connections
 from rq import SimpleWorker, Worker
 from rq.timeouts import JobTimeoutException
 
-from . import conf, execution, maintenance
+from . import conf, dispatch, execution, maintenance
 from .conf import BAND_SUFFIXES, rq_queue_names
 from .exceptions import JobTimeout
+from .models import Job
 
 logger = logging.getLogger("jobs.rq")
 
@@ -51,13 +52,23 @@ def execute(job_id):
     token = f"{me}:{job_id}"
     claimed = execution.claim(None, 1, me, token, job_id=job_id)
     if not claimed:
-        logger.info("job %s is not waiting (taken, finished or not due)", job_id)
-        return "skipped"
+        return skip(job_id)
     job = claimed[0]
     with LeaseKeeper(job):
         outcome = execution.run(job, guard=rq_timeout_as_job_timeout)
     execution.finish([outcome])
     return "succeeded" if outcome.succeeded else "failed"
+
+
+def skip(job_id):
+    """Leave a job that is not claimable; push it again if it is only early."""
+    early = Job.objects.delayed().filter(pk=job_id).first()
+    if early is not None:
+        dispatch.push([early])
+        logger.info("job %s is not due yet; scheduled again", job_id)
+        return "rescheduled"
+    logger.info("job %s is not waiting (taken, finished or cancelled)", job_id)
+    return "skipped"
 
 
 @contextmanager

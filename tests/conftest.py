@@ -3,7 +3,9 @@ import os
 import pytest
 from django.db import connection
 
-from .helpers import FAST_SETTINGS, ROOT, WorkerProcess
+from jobs.conf import rq_queues
+
+from .helpers import FAST_SETTINGS, ROOT, RedisServer, WorkerProcess
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -29,14 +31,47 @@ def postgres_only():
 
 @pytest.fixture
 def start_worker():
+    """Start `manage.py jobworker` (or `command=...`) in a subprocess."""
     (ROOT / ".pytest_cache").mkdir(exist_ok=True)
     workers = []
 
-    def start(*args, env=None):
-        worker = WorkerProcess(*args, env=env)
+    def start(*args, env=None, command="jobworker"):
+        worker = WorkerProcess(*args, env=env, command=command)
         workers.append(worker)
         return worker
 
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_dispatch(settings, redis_server):
+    """Turn Redis dispatch on, in this process and in worker subprocesses."""
+    settings.REDIS_URL = redis_server.url
+    settings.RQ_QUEUES = rq_queues(redis_server.url, ["default", "other"])
+    return {"REDIS_URL": redis_server.url}
+
+
+@pytest.fixture
+def start_rqworker(start_worker, redis_dispatch):
+    """Start the stock `manage.py rqworker` on our queues in a subprocess."""
+
+    def start(*args, env=None):
+        return start_worker(
+            "default",
+            "other",
+            *args,
+            env={**redis_dispatch, **(env or {})},
+            command="rqworker",
+        )
+
+    return start

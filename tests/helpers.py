@@ -2,12 +2,14 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import redis
 from django.db import connection
 from django.utils import timezone
 
@@ -22,6 +24,8 @@ FAST_SETTINGS = {
     "JOB_LEASE_SECONDS": 1.5,
     "JOB_MAINTENANCE_SECONDS": 0.2,
     "JOB_BACKOFF_BASE_SECONDS": 0.2,
+    "JOB_REDISPATCH_GRACE_SECONDS": 0.3,
+    "JOB_REDIS_RETRY_SECONDS": 0.2,
 }
 
 
@@ -65,9 +69,9 @@ def database_url():
 
 
 class WorkerProcess:
-    """`manage.py jobworker` in a subprocess, stopped at the end of the test."""
+    """A worker command in a subprocess, killed at the end of the test."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, command="jobworker"):
         self.args = args
         full_env = {
             **os.environ,
@@ -81,7 +85,7 @@ class WorkerProcess:
             ROOT / f".pytest_cache/worker-{os.getpid()}-{id(self)}.log", "w+"
         )
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "jobworker", *args],
+            [sys.executable, str(ROOT / "manage.py"), command, *args],
             env=full_env,
             cwd=ROOT,
             stdout=self.log,
@@ -103,11 +107,75 @@ class WorkerProcess:
         self.log.seek(0)
         return self.log.read()
 
+    def children(self):
+        """Pids of this worker's child processes (RQ's work horse, scheduler)."""
+        found = subprocess.run(
+            ["pgrep", "-P", str(self.pid)], capture_output=True, text=True
+        )
+        return [int(pid) for pid in found.stdout.split()]
+
     def stop(self):
         if self.process.poll() is None:
+            for pid in self.children():
+                os.kill(pid, signal.SIGKILL)
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
         self.log.close()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of the test's own, on a spare port, to stop and flush."""
+
+    def __init__(self, directory):
+        self.port = free_port()
+        self.directory = directory
+        self.process = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self):
+        return redis.Redis(port=self.port, socket_connect_timeout=1)
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self._answers, timeout=10, message="redis-server to start")
+
+    def _answers(self):
+        try:
+            return self.client().ping()
+        except redis.ConnectionError:
+            return False
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def flushall(self):
+        self.client().flushall()
 
 
 def job_of(result):

@@ -4,8 +4,11 @@ Worker subprocesses started by the tests use these settings too.
 """
 
 from config.settings import *  # noqa: F403
-from config.settings import INSTALLED_APPS, TASKS
+from config.settings import INSTALLED_APPS, REDIS_URL, TASKS
+from jobs.conf import rq_queues
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
-TASKS = {"default": {**TASKS["default"], "QUEUES": ["default", "other"]}}
+JOB_QUEUES = ["default", "other"]
+TASKS = {"default": {**TASKS["default"], "QUEUES": JOB_QUEUES}}
+RQ_QUEUES = rq_queues(REDIS_URL, JOB_QUEUES) if REDIS_URL else {}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,151 @@
+"""The RQ path: the stock `manage.py rqworker` with our worker class."""
+
+import signal
+import time
+from contextlib import contextmanager
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+
+from jobs import dispatch
+from jobs.models import Job, JobStatus
+from tests.testapp import tasks
+from tests.testapp.models import Run
+
+from .contract import BackendContract
+from .helpers import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SIMPLE = "jobs.redis_queue.JobsSimpleWorker"
+
+
+def drain_rq(*queues):
+    """Run a non-forking rqworker in this process until its queues are empty."""
+    call_command(
+        "rqworker",
+        *(queues or ("default", "other")),
+        "--burst",
+        "--worker-class",
+        SIMPLE,
+        verbosity=0,
+    )
+
+
+class TestRedisQueue(BackendContract):
+    @pytest.fixture(autouse=True)
+    def _redis(self, redis_dispatch, start_rqworker):
+        self.start_rqworker = start_rqworker
+
+    def drain(self, queues=None):
+        drain_rq(*(queues or ()))
+
+    @contextmanager
+    def background_worker(self):
+        worker = self.start_rqworker()
+        try:
+            yield worker
+        finally:
+            worker.signal(signal.SIGTERM)
+            worker.wait(timeout=20)
+
+    def test_enqueue__pushes_the_job_id_to_its_priority_band(self, redis_server):
+        normal = tasks.add.enqueue(1, 2)
+        high = tasks.add.using(priority=50).enqueue(1, 2)
+        low = tasks.add.using(priority=-1).enqueue(1, 2)
+
+        client = redis_server.client()
+        assert client.lrange("rq:queue:default", 0, -1) == [f"{normal.id}-0".encode()]
+        assert client.lrange("rq:queue:default.high", 0, -1) == [
+            f"{high.id}-0".encode()
+        ]
+        assert client.lrange("rq:queue:default.low", 0, -1) == [f"{low.id}-0".encode()]
+
+    def test_enqueue__rolled_back_pushes_nothing(self, redis_server):
+        with pytest.raises(ZeroDivisionError), transaction.atomic():
+            tasks.add.enqueue(1, 2)
+            1 / 0  # noqa: B018
+
+        assert redis_server.client().llen("rq:queue:default") == 0
+
+    def test_duplicate_push__runs_once(self):
+        result = tasks.record_run.enqueue("pushed-thrice")
+        job = Job.objects.get(pk=result.id)
+        assert dispatch.push([job]) == 1
+        assert dispatch.push([job]) == 1
+
+        drain_rq()
+
+        job.refresh_from_db()
+        assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
+        assert Run.objects.filter(key="pushed-thrice").count() == 1
+
+
+def test_two_rqworkers_drain_2000_jobs__each_runs_exactly_once(start_rqworker):
+    with transaction.atomic():
+        for i in range(2000):
+            tasks.record_run.enqueue(f"job-{i}")
+
+    started = time.monotonic()
+    workers = [start_rqworker("--burst", "--worker-class", SIMPLE) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0, worker.output()[-3000:]
+    elapsed = time.monotonic() - started
+
+    # Run.key is unique: a second run of any job would have failed that job.
+    assert Run.objects.count() == 2000
+    assert Job.objects.filter(status=JobStatus.SUCCESSFUL, attempts=1).count() == 2000
+    assert len(set(Run.objects.values_list("pid", flat=True))) == 2
+    print(f"\n2 rqworkers drained 2000 jobs in {elapsed:.2f}s")
+
+
+def test_rqworker_and_jobworker_together__each_job_once(start_rqworker, start_worker):
+    rq_worker = start_rqworker("--worker-class", SIMPLE)
+    db_worker = start_worker()
+    wait_for(lambda: "Listening on" in rq_worker.output(), message="rqworker")
+    wait_for(lambda: "started queues" in db_worker.output(), message="jobworker")
+
+    with transaction.atomic():
+        for i in range(300):
+            tasks.record_run.enqueue(f"both-{i}")
+
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 300,
+        timeout=60,
+        message="all jobs to succeed",
+    )
+    assert Run.objects.count() == 300
+    assert Job.objects.filter(attempts=1).count() == 300
+    pids = set(Run.objects.values_list("pid", flat=True))
+    assert pids == {rq_worker.pid, db_worker.pid}
+
+
+def test_django_rq_dashboard__is_for_staff_only(
+    redis_dispatch, client, django_user_model
+):
+    url = "/admin/django_rq/dashboard/"
+    assert client.get(url).status_code == 302  # to the admin login
+
+    client.force_login(django_user_model.objects.create_superuser("s", "", "pw"))
+
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "default.high" in page.text
+
+
+def status_of(result):
+    return Job.objects.get(pk=result.id).status
+
+
+def test_sigterm_mid_job__job_finishes_and_worker_exits(start_rqworker):
+    result = tasks.sleep_then_record.enqueue("graceful", 2)
+    worker = start_rqworker()
+    wait_for(lambda: status_of(result) == JobStatus.RUNNING, message="claim")
+
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
+    job = Job.objects.get(pk=result.id)
+    assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
+    assert Run.objects.filter(key="graceful").exists()
