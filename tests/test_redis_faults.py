@@ -1,0 +1,101 @@
+"""Redis trouble loses nothing: each test has a redis-server of its own."""
+
+import logging
+import signal
+import time
+
+import pytest
+from django.db import transaction
+
+from jobs.models import Job, JobStatus
+from tests.testapp import tasks
+from tests.testapp.models import Run
+
+from .helpers import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def all_succeeded(results):
+    ids = [result.id for result in results]
+    return Job.objects.filter(pk__in=ids, status=JobStatus.SUCCESSFUL).count() == len(
+        ids
+    )
+
+
+def status_of(result):
+    return Job.objects.get(pk=result.id).status
+
+
+def test_redis_down_at_enqueue__jobs_are_kept_and_run_when_it_is_back(
+    redis_server, start_rqworker, caplog
+):
+    redis_server.stop()
+
+    with caplog.at_level(logging.WARNING, logger="jobs.dispatch"):
+        started = time.monotonic()
+        results = [tasks.record_run.enqueue(f"down-{i}") for i in range(20)]
+        elapsed = time.monotonic() - started
+
+    assert Job.objects.filter(status=JobStatus.READY).count() == 20
+    warnings = [r for r in caplog.records if r.name == "jobs.dispatch"]
+    assert len(warnings) == 1
+    assert "Redis is unreachable" in warnings[0].getMessage()
+    assert "redis://" not in warnings[0].getMessage()
+    assert elapsed < 10  # a dead Redis does not hang every enqueue
+
+    redis_server.start()
+    start_rqworker()
+
+    wait_for(lambda: all_succeeded(results), timeout=30, message="re-dispatch")
+    assert Run.objects.count() == 20
+
+
+def test_flushall_after_enqueue__jobs_are_pushed_again(redis_server, start_rqworker):
+    with transaction.atomic():
+        results = [tasks.record_run.enqueue(f"flushed-{i}") for i in range(20)]
+    assert redis_server.client().llen("rq:queue:default") == 20
+
+    redis_server.flushall()
+    worker = start_rqworker()
+
+    wait_for(lambda: all_succeeded(results), timeout=30, message="re-dispatch")
+    assert Run.objects.count() == 20
+    assert "re-dispatched" in worker.output()
+
+
+def test_kill_9_of_worker_and_work_horse__job_rescued_on_another_worker(
+    start_rqworker,
+):
+    result = tasks.sleep_then_record.enqueue("survivor", 1.5)
+    doomed = start_rqworker()
+    wait_for(lambda: status_of(result) == JobStatus.RUNNING, message="claim")
+    horses = doomed.children()
+    assert horses, "the forking worker should have a work horse"
+
+    doomed.stop()  # SIGKILL to the work horse, the scheduler and the worker
+    rescuer = start_rqworker()
+
+    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, message="rescue")
+    job = Job.objects.get(pk=result.id)
+    assert job.attempts == 2
+    assert job.errors[0]["exception_class_path"] == "jobs.exceptions.WorkerLost"
+    assert Run.objects.get(key="survivor").pid not in [doomed.pid, *horses]
+    assert rescuer.process.poll() is None
+
+
+def test_redis_outage_while_worker_runs__worker_reconnects(
+    redis_server, start_rqworker
+):
+    worker = start_rqworker()
+    wait_for(lambda: "Listening on" in worker.output(), message="listening")
+
+    redis_server.stop()
+    time.sleep(1.5)
+    redis_server.start()
+    result = tasks.record_run.enqueue("after-outage")
+
+    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, timeout=40)
+    assert "could not connect to Redis" in worker.output()
+    assert worker.process.poll() is None
+    worker.signal(signal.SIGTERM)
