@@ -102,21 +102,21 @@ def test_two_rqworkers_drain_2000_jobs__each_runs_exactly_once(start_rqworker):
 
 def test_rqworker_and_jobworker_together__each_job_once(start_rqworker, start_worker):
     rq_worker = start_rqworker("--worker-class", SIMPLE)
-    db_worker = start_worker()
+    db_worker = start_worker("--concurrency", "1")
     wait_for(lambda: "Listening on" in rq_worker.output(), message="rqworker")
     wait_for(lambda: "started queues" in db_worker.output(), message="jobworker")
 
-    with transaction.atomic():
-        for i in range(300):
-            tasks.record_run.enqueue(f"both-{i}")
+    with transaction.atomic():  # 50 ms jobs, so that both workers get some
+        for i in range(100):
+            tasks.sleep_then_record.enqueue(f"both-{i}", 0.05)
 
     wait_for(
-        lambda: Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 300,
+        lambda: Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 100,
         timeout=60,
         message="all jobs to succeed",
     )
-    assert Run.objects.count() == 300
-    assert Job.objects.filter(attempts=1).count() == 300
+    assert Run.objects.count() == 100
+    assert Job.objects.filter(attempts=1).count() == 100
     pids = set(Run.objects.values_list("pid", flat=True))
     assert pids == {rq_worker.pid, db_worker.pid}
 
