@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
@@ -117,7 +118,8 @@ class WorkerProcess:
     def stop(self):
         if self.process.poll() is None:
             for pid in self.children():
-                os.kill(pid, signal.SIGKILL)
+                with suppress(ProcessLookupError):  # it may just have exited
+                    os.kill(pid, signal.SIGKILL)
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
         self.log.close()
