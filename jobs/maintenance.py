@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import conf, dispatch, execution
+from . import conf, dispatch, execution, heartbeat
 from .models import Job, Lease
 
 logger = logging.getLogger("jobs.maintenance")
@@ -59,7 +59,13 @@ def redispatch(limit=500):
     return lost
 
 
-DUTIES = [rescue, redispatch]
+def forget_dead_workers():
+    """Drop registry rows of workers silent for ten leases (killed, lost)."""
+    lease = conf.get("JOB_LEASE_SECONDS")
+    return heartbeat.forget_dead(timedelta(seconds=10 * lease))
+
+
+DUTIES = [rescue, redispatch, forget_dead_workers]
 
 
 def run_due_duties(holder):

@@ -1,6 +1,7 @@
 """The job table: one row per job, the single source of truth."""
 
 import uuid
+from datetime import timedelta
 
 from django.db import models
 from django.db.models import Count, F, Q
@@ -188,6 +189,40 @@ class Job(models.Model):
     @property
     def task_name(self):
         return self.task_path.rpartition(".")[2]
+
+
+class WorkerProcessQuerySet(models.QuerySet):
+    def alive(self, now=None, within=None):
+        """Select workers that heartbeated within `within` (default: a lease)."""
+        from . import conf  # settings are read when used
+
+        within = within or timedelta(seconds=conf.get("JOB_LEASE_SECONDS"))
+        return self.filter(last_heartbeat_at__gte=(now or timezone.now()) - within)
+
+
+class WorkerProcess(models.Model):
+    """A worker process (`jobworker` or `rqworker`), kept fresh by heartbeats."""
+
+    class Kind(models.TextChoices):
+        DATABASE = "database", _("Database (jobworker)")
+        RQ = "rq", _("Redis (rqworker)")
+
+    id = models.CharField(primary_key=True, max_length=80)  # host:pid:suffix
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    concurrency = models.PositiveSmallIntegerField(default=1)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat_at = models.DateTimeField(default=timezone.now)
+
+    objects = WorkerProcessQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["last_heartbeat_at"], name="jobs_worker_beat")]
+
+    def __str__(self):
+        return self.id
 
 
 class Lease(models.Model):

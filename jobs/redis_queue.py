@@ -8,7 +8,6 @@ the scheduler (for delays and retries) and our maintenance (rescue, re-dispatch)
 """
 
 import logging
-import os
 import threading
 from contextlib import contextmanager
 from uuid import UUID
@@ -17,24 +16,22 @@ from django.db import DatabaseError, close_old_connections, connections
 from rq import SimpleWorker, Worker
 from rq.timeouts import JobTimeoutException
 
-from . import conf, dispatch, execution, maintenance
+from . import conf, dispatch, execution, heartbeat, maintenance
 from .conf import BAND_SUFFIXES, rq_queue_names
 from .exceptions import JobTimeout
-from .models import Job
+from .models import Job, WorkerProcess
 
 logger = logging.getLogger("jobs.rq")
 
-_process_worker_id = (None, None)  # (pid, id): one id per process
+_worker_id = None
 
 
 def worker_id():
-    """Name this process once (a forking worker has a new process per job)."""
-    global _process_worker_id
-    pid, name = _process_worker_id
-    if pid != os.getpid():
-        name = execution.new_worker_id()
-        _process_worker_id = (os.getpid(), name)
-    return name
+    """Name this worker once; its forked work horses keep the name."""
+    global _worker_id
+    if _worker_id is None:
+        _worker_id = execution.new_worker_id()
+    return _worker_id
 
 
 def execute(job_id):
@@ -109,30 +106,48 @@ class LeaseKeeper:
 
 
 class Maintainer(threading.Thread):
-    """Run maintenance duties every JOB_MAINTENANCE_SECONDS in a worker.
+    """Keep an RQ worker in the registry and run maintenance duties.
 
     Every worker runs one; the maintenance lease lets one at a time work, so
     a deployment of only `web` and `rqworker` needs no cron job.
     """
 
-    def __init__(self, holder):
+    def __init__(self, worker):
         super().__init__(name="job-maintenance", daemon=True)
-        self.holder = holder
+        self.worker_id = worker_id()
+        self.queues = worker.queue_names()
         self.stopped = threading.Event()
 
     def run(self):
+        interval = min(
+            conf.get("JOB_MAINTENANCE_SECONDS"), conf.get("JOB_LEASE_SECONDS") / 3
+        )
         try:
-            while not self.stopped.wait(conf.get("JOB_MAINTENANCE_SECONDS")):
-                try:
-                    maintenance.run_due_duties(self.holder)
-                except DatabaseError as e:
-                    logger.error("maintenance skipped, database error: %s", e)
-                    close_old_connections()
+            self._register()
+            while not self.stopped.wait(interval):
+                self._turn()
         finally:
+            try:
+                heartbeat.unregister(self.worker_id)
+            except DatabaseError:
+                pass  # it will be forgotten once its heartbeat is old
             connections.close_all()
+
+    def _register(self):
+        heartbeat.register(self.worker_id, WorkerProcess.Kind.RQ, self.queues, 1)
+
+    def _turn(self):
+        try:
+            if not heartbeat.beat(self.worker_id):
+                self._register()
+            maintenance.run_due_duties(self.worker_id)
+        except DatabaseError as e:
+            logger.error("maintenance skipped, database error: %s", e)
+            close_old_connections()
 
     def stop(self):
         self.stopped.set()
+        self.join(timeout=5)
 
 
 def with_bands(queues):
@@ -162,10 +177,11 @@ class JobsWorkerMixin:
         super().__init__(with_bands(queues), *args, **kwargs)
 
     def work(self, *args, **kwargs):
+        worker_id()  # named before the work horses fork, so they share it
         # Delayed jobs and retries are pushed with `enqueue_at`: RQ's scheduler
         # moves them to their queue when due.
         kwargs["with_scheduler"] = True
-        maintainer = None if kwargs.get("burst") else Maintainer(self.name)
+        maintainer = None if kwargs.get("burst") else Maintainer(self)
         if maintainer:
             maintainer.start()
         try:

@@ -23,10 +23,10 @@ from itertools import count
 from django.db import DatabaseError, close_old_connections, connections
 from django.tasks import task_backends
 
-from . import conf, execution, maintenance
+from . import conf, execution, heartbeat, maintenance
 from .dispatch import CHANNEL
 from .exceptions import JobTimeout, WorkerInterrupted
-from .models import Job
+from .models import Job, WorkerProcess
 
 logger = logging.getLogger("jobs.worker")
 
@@ -150,9 +150,11 @@ class Worker:
             self.burst,
         )
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
+        self._register()
         try:
             self._loop(pool)
         finally:
+            heartbeat.unregister(self.worker_id)
             listener.stop()
             if not self.aborting:
                 close_thread_connections(pool, self.concurrency)
@@ -163,6 +165,11 @@ class Worker:
             "worker %s stopped after %d jobs", self.worker_id, self.stats.finished
         )
         return 0
+
+    def _register(self):
+        heartbeat.register(
+            self.worker_id, WorkerProcess.Kind.DATABASE, self.queues, self.concurrency
+        )
 
     def stop(self):
         """Ask the worker to finish its active jobs and exit (like SIGTERM)."""
@@ -283,6 +290,8 @@ class Worker:
         now = time.monotonic()
         if now >= self._next_heartbeat:
             execution.renew_leases([r.job for r in self.running.values()])
+            if not heartbeat.beat(self.worker_id):
+                self._register()
             self._next_heartbeat = now + conf.get("JOB_LEASE_SECONDS") / 3
         if now >= self._next_maintenance and not self.stopping:
             maintenance.run_due_duties(self.worker_id)
@@ -303,6 +312,7 @@ class Worker:
         )
         for job in put_back:
             execution.log_event("interrupted", job, level=logging.WARNING)
+        heartbeat.unregister(self.worker_id)
         logger.warning(
             "worker %s aborted: %d active jobs put back",
             self.worker_id,

@@ -5,7 +5,7 @@ from django.db import connection
 
 from jobs.conf import rq_queues
 
-from .helpers import FAST_SETTINGS, ROOT, RedisServer, WorkerProcess
+from .helpers import FAST_SETTINGS, ROOT, CommandProcess, RedisServer
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -36,7 +36,7 @@ def start_worker():
     workers = []
 
     def start(*args, env=None, command="jobworker"):
-        worker = WorkerProcess(*args, env=env, command=command)
+        worker = CommandProcess(*args, env=env, command=command)
         workers.append(worker)
         return worker
 

@@ -69,7 +69,7 @@ def database_url():
     return f"postgres://{auth}{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-class WorkerProcess:
+class CommandProcess:
     """A worker command in a subprocess, killed at the end of the test."""
 
     def __init__(self, *args, env=None, command="jobworker"):

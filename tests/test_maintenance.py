@@ -8,8 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs import execution, maintenance
-from jobs.models import Job, JobStatus, Lease
+from jobs import execution, heartbeat, maintenance
+from jobs.models import Job, JobStatus, Lease, WorkerProcess
 
 from .helpers import in_the_past, make_job
 
@@ -152,3 +152,16 @@ def test_run_due_duties__only_the_lease_holder_rescues():
 def test_jobworker__refuses_bad_options(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("jobworker", *args)
+
+
+def test_worker_registry__register_beat_forget():
+    heartbeat.register("w:1:a", WorkerProcess.Kind.DATABASE, ["default"], 5)
+    heartbeat.register("w:2:b", WorkerProcess.Kind.RQ, ["default"], 1)
+    WorkerProcess.objects.filter(id="w:2:b").update(last_heartbeat_at=in_the_past(600))
+
+    assert heartbeat.beat("w:1:a") == 1
+    assert list(WorkerProcess.objects.alive().values_list("id", flat=True)) == ["w:1:a"]
+    maintenance.forget_dead_workers()
+    assert list(WorkerProcess.objects.values_list("id", flat=True)) == ["w:1:a"]
+    heartbeat.unregister("w:1:a")
+    assert heartbeat.beat("w:1:a") == 0

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.db import transaction
 
 from jobs import dispatch
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, WorkerProcess
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -142,10 +142,12 @@ def test_sigterm_mid_job__job_finishes_and_worker_exits(start_rqworker):
     result = tasks.sleep_then_record.enqueue("graceful", 2)
     worker = start_rqworker()
     wait_for(lambda: status_of(result) == JobStatus.RUNNING, message="claim")
+    assert WorkerProcess.objects.get(pid=worker.pid).kind == "rq"
 
     worker.signal(signal.SIGTERM)
 
     assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
+    assert not WorkerProcess.objects.filter(pid=worker.pid).exists()
     job = Job.objects.get(pk=result.id)
     assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
     assert Run.objects.filter(key="graceful").exists()

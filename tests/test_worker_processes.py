@@ -6,7 +6,7 @@ import time
 import pytest
 from django.db import transaction
 
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, WorkerProcess
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -55,10 +55,12 @@ def test_sigterm__active_job_finishes_and_worker_exits_0(start_worker):
     worker = start_worker()
     wait_for(lambda: status_of(result) == JobStatus.RUNNING, message="claim")
 
+    assert WorkerProcess.objects.get(pid=worker.pid).kind == "database"
     worker.signal(signal.SIGTERM)
     later = tasks.record_run.enqueue("not-claimed-after-sigterm")
 
     assert worker.wait(timeout=20) == 0, worker.output()
+    assert not WorkerProcess.objects.filter(pid=worker.pid).exists()
     job = Job.objects.get(pk=result.id)
     assert job.status == JobStatus.SUCCESSFUL
     assert job.attempts == 1
