@@ -38,7 +38,6 @@ class Running:
     job: object
     deadline: float | None = None  # monotonic end of its timeout, if any
     thread_id: int | None = None  # set only while the task function runs
-    timed_out: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
@@ -69,7 +68,6 @@ class Running:
     def interrupt_if_late(self, now):
         with self.lock:
             if self.thread_id and self.deadline and now >= self.deadline:
-                self.timed_out = True
                 self.deadline = None
                 set_async_exception(self.thread_id, JobTimeout)
 
@@ -100,7 +98,6 @@ def set_async_exception(thread_id, exception_class):
 class WorkerStats:
     claimed: int = 0
     finished: int = 0
-    started_at: float = field(default_factory=time.monotonic)
 
 
 class Worker:
