@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import conf, dispatch, execution, heartbeat
-from .models import Job, Lease
+from .models import Job, JobStatus, Lease
 
 logger = logging.getLogger("jobs.maintenance")
 
@@ -65,7 +65,36 @@ def forget_dead_workers():
     return heartbeat.forget_dead(timedelta(seconds=10 * lease))
 
 
-DUTIES = [rescue, redispatch, forget_dead_workers]
+def prunable(now=None):
+    """Select finished jobs past their retention: failed ones are kept longer."""
+    now = now or timezone.now()
+    done_before = now - timedelta(milliseconds=conf.get("JOB_CLEANUP_AGE"))
+    failed_before = now - timedelta(milliseconds=conf.get("JOB_FAILED_CLEANUP_AGE"))
+    return Job.objects.filter(
+        Q(status__in=[JobStatus.SUCCESSFUL, JobStatus.CANCELLED])
+        & Q(finished_at__lt=done_before)
+        | Q(status=JobStatus.FAILED, finished_at__lt=failed_before)
+    )
+
+
+def prune(batch_size=500, max_batches=20):
+    """Delete finished jobs past their retention, a small batch at a time.
+
+    Each batch is one short DELETE by primary key, so the table is never
+    locked for long; what is left over waits for the next run.
+    """
+    pruned = 0
+    for _ in range(max_batches):
+        ids = list(prunable().values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        pruned += Job.objects.filter(pk__in=ids).delete()[0]
+    if pruned:
+        logger.info("pruned %d finished jobs past their retention", pruned)
+    return pruned
+
+
+DUTIES = [rescue, redispatch, forget_dead_workers, prune]
 
 
 def run_due_duties(holder):
