@@ -1,7 +1,6 @@
 """The Django Tasks backend: every enqueued task becomes a `jobs.Job` row."""
 
 import json
-import logging
 from dataclasses import dataclass, fields, replace
 from uuid import UUID
 
@@ -16,9 +15,8 @@ from django.utils.module_loading import import_string
 
 from . import conf, dispatch
 from .exceptions import InvalidTaskArguments, TaskNotFound
+from .log import log_event
 from .models import Job, JobStatus
-
-logger = logging.getLogger("jobs")
 
 # Django's TaskResult knows four states; a cancelled job is finished and did
 # not succeed, so callers see it as FAILED (the row keeps CANCELLED).
@@ -203,13 +201,7 @@ class JobsBackend(BaseTaskBackend):
         dispatch.ring([job])
         result = task_result(job, self.alias, task=task)
         task_enqueued.send(type(self), task_result=result)
-        logger.info(
-            "job enqueued id=%s task=%s queue=%s run_after=%s",
-            job.id,
-            job.task_path,
-            job.queue_name,
-            job.run_after.isoformat(),
-        )
+        log_event("enqueued", job, run_after=job.run_after.isoformat())
         return result
 
     def get_result(self, result_id):

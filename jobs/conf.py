@@ -39,3 +39,21 @@ def rq_queues(redis_url, queue_names):
         for queue_name in queue_names
         for name in rq_queue_names(queue_name)
     }
+
+
+def check_database(using="default"):
+    """Connect to the database now, or raise SystemExit saying it is unreachable.
+
+    Workers call this at start: a worker without its database can do nothing,
+    so it exits non-zero with a clear message (no URL, no password).
+    """
+    from django.db import DatabaseError, connections
+
+    try:
+        connections[using].ensure_connection()
+    except DatabaseError as e:
+        vendor = connections[using].vendor
+        raise SystemExit(
+            f"The {vendor} database is unreachable ({type(e).__name__}); "
+            "check DATABASE_URL and that the database is up."
+        ) from None

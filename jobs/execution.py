@@ -32,6 +32,7 @@ from django.utils.json import normalize_json
 from . import conf, dispatch
 from .backend import JobsBackend, bind_task, resolve_task, task_result
 from .exceptions import JobTimeout, WorkerLost
+from .log import log_event
 from .models import Job, JobStatus, JSONAppend
 from .retry import RetryPolicy, decide
 
@@ -346,22 +347,3 @@ def error_entry(job, exception, tb):
         "worker_id": job.worker_ids[-1] if job.worker_ids else "",
         "failed_at": timezone.now().isoformat(),
     }
-
-
-def log_event(event, job, level=logging.INFO, **extra):
-    """Log one lifecycle event of a job as one line of key=value pairs."""
-    if not logger.isEnabledFor(level):
-        return
-    fields = " ".join(f"{key}={value}" for key, value in extra.items())
-    logger.log(
-        level,
-        "job %s id=%s task=%s queue=%s attempt=%s/%s %s",
-        event,
-        job.pk,
-        job.task_path,
-        job.queue_name,
-        job.attempts,
-        job.max_attempts,
-        fields,
-        extra={"job_event": event, "job_id": str(job.pk), "job_fields": extra},
-    )

@@ -177,6 +177,8 @@ class JobsWorkerMixin:
         super().__init__(with_bands(queues), *args, **kwargs)
 
     def work(self, *args, **kwargs):
+        conf.check_database()
+        connections.close_all()  # never share a connection with a work horse
         worker_id()  # named before the work horses fork, so they share it
         # Delayed jobs and retries are pushed with `enqueue_at`: RQ's scheduler
         # moves them to their queue when due.

@@ -44,6 +44,7 @@ class Command(BaseCommand):
             raise CommandError("--concurrency must be at least 1.")
         if max_jobs is not None and max_jobs < 1:
             raise CommandError("--max-jobs must be at least 1.")
+        conf.check_database()
         Worker(
             queues=queues,
             concurrency=concurrency,

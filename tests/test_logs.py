@@ -1,0 +1,39 @@
+"""One structured log line per job lifecycle event, as text or JSON."""
+
+import json
+import logging
+
+import pytest
+
+from config.logging import JsonFormatter
+from tests.testapp import tasks
+
+from .helpers import run_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_lifecycle_events__one_json_line_each_with_the_job_fields(caplog):
+    with caplog.at_level(logging.INFO, logger="jobs"):
+        ok = tasks.add.enqueue(1, 2)
+        bad = tasks.always_fail.using(max_attempts=1).enqueue()
+        run_worker()
+
+    lines = [
+        json.loads(JsonFormatter().format(record))
+        for record in caplog.records
+        if hasattr(record, "job")
+    ]
+    events = {(line["job"]["id"], line["job"]["event"]) for line in lines}
+    assert {(ok.id, "enqueued"), (ok.id, "started"), (ok.id, "succeeded")} <= events
+    assert (bad.id, "failed") in events
+    succeeded = next(
+        line["job"] for line in lines if line["job"]["event"] == "succeeded"
+    )
+    assert succeeded["task"] == "tests.testapp.tasks.add"
+    assert succeeded["queue"] == "default"
+    assert succeeded["attempt"] == 1
+    assert succeeded["duration_ms"] >= 0
+    failed = next(line for line in lines if line["job"]["event"] == "failed")
+    assert failed["level"] == "WARNING"
+    assert "ValueError: this task always fails" in failed["job"]["error"]
