@@ -49,6 +49,10 @@ class JobTask(Task):
         changes = {name: value for name, value in options.items() if value is not None}
         return replace(task, **changes) if changes else task
 
+    def enqueue_many(self, calls):
+        """Enqueue one job per `(args, kwargs)` pair in `calls`, in bulk."""
+        return self.get_backend().enqueue_many(self, calls)
+
 
 def _missing_task(*args, **kwargs):
     raise TaskNotFound("The job's task path no longer imports to a task.")
@@ -184,9 +188,27 @@ class JobsBackend(BaseTaskBackend):
 
     def enqueue(self, task, args, kwargs):
         self.validate_task(task)
-        args, kwargs = json_arguments(task, args, kwargs)
+        job = self._new_job(task, args, kwargs, timezone.now())
+        job.save(force_insert=True)
+        dispatch.ring([job])
+        return self._announce(task, job)
+
+    def enqueue_many(self, task, calls):
+        """Enqueue one job per `(args, kwargs)` in `calls`, all at once.
+
+        One INSERT (in batches of 1,000) and one doorbell for all of them: the
+        way to enqueue thousands of jobs. Returns their TaskResults, in order.
+        """
+        self.validate_task(task)
         now = timezone.now()
-        job = Job(
+        jobs = [self._new_job(task, args, kwargs, now) for args, kwargs in calls]
+        Job.objects.bulk_create(jobs, batch_size=1000)
+        dispatch.ring(jobs)
+        return [self._announce(task, job) for job in jobs]
+
+    def _new_job(self, task, args, kwargs, now):
+        args, kwargs = json_arguments(task, args, kwargs)
+        return Job(
             task_path=task.module_path,
             queue_name=task.queue_name,
             priority=task.priority,
@@ -197,8 +219,8 @@ class JobsBackend(BaseTaskBackend):
             enqueued_at=now,
             run_after=task.run_after or now,
         )
-        job.save(force_insert=True)
-        dispatch.ring([job])
+
+    def _announce(self, task, job):
         result = task_result(job, self.alias, task=task)
         task_enqueued.send(type(self), task_result=result)
         log_event("enqueued", job, run_after=job.run_after.isoformat())

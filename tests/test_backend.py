@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.tasks import TaskResultStatus, default_task_backend, task
 from django.tasks.exceptions import (
     InvalidTask,
@@ -13,6 +13,7 @@ from django.tasks.exceptions import (
     TaskResultMismatch,
 )
 from django.tasks.signals import task_enqueued
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs.exceptions import InvalidTaskArguments
@@ -189,3 +190,27 @@ def test_get_result__of_a_task_that_no_longer_imports_still_reads():
     result = default_task_backend.get_result(str(job.pk))
     assert result.status == TaskResultStatus.READY
     assert result.args == []
+
+
+def test_enqueue_many__one_insert_for_all_rows():
+    calls = [((i, i), {}) for i in range(50)]
+
+    with CaptureQueriesContext(connection) as queries:
+        results = tasks.add.enqueue_many(calls)
+
+    verbs = [query["sql"].split()[0] for query in queries.captured_queries]
+    # One INSERT; on PostgreSQL one NOTIFY for the queue as well.
+    assert verbs in (["INSERT"], ["INSERT", "SELECT"])
+
+    assert [r.args for r in results] == [[i, i] for i in range(50)]
+    assert Job.objects.filter(status=JobStatus.READY).count() == 50
+    assert {str(pk) for pk in Job.objects.values_list("pk", flat=True)} == {
+        r.id for r in results
+    }
+
+
+def test_enqueue_many__a_bad_argument_stores_nothing():
+    with pytest.raises(InvalidTaskArguments, match="argument 1"):
+        tasks.add.enqueue_many([((1, 2), {}), ((1, object()), {})])
+
+    assert not Job.objects.exists()

@@ -62,6 +62,14 @@ class TestRedisQueue(BackendContract):
         ]
         assert client.lrange("rq:queue:default.low", 0, -1) == [f"{low.id}-0".encode()]
 
+    def test_enqueue_many__pushes_every_job_after_commit(self, redis_server):
+        with transaction.atomic():
+            results = tasks.add.enqueue_many([((i, i), {}) for i in range(100)])
+            assert redis_server.client().llen("rq:queue:default") == 0
+
+        queued = redis_server.client().lrange("rq:queue:default", 0, -1)
+        assert queued == [f"{result.id}-0".encode() for result in results]
+
     def test_enqueue__rolled_back_pushes_nothing(self, redis_server):
         with pytest.raises(ZeroDivisionError), transaction.atomic():
             tasks.add.enqueue(1, 2)
