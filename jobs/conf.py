@@ -9,6 +9,9 @@ DEFAULTS = {
     "JOB_BACKOFF_MAX_SECONDS": 3600.0,
     "JOB_LEASE_SECONDS": 60.0,
     "JOB_POLL_SECONDS": 1.0,
+    "JOB_PREFETCH": 20,  # jobs a database worker claims beyond its free threads
+    "JOB_ACK_BATCH": 50,  # finished jobs recorded in one statement
+    "JOB_ACK_SECONDS": 0.005,  # longest a finished job waits to be recorded
     "JOB_MAINTENANCE_SECONDS": 10.0,
     "JOB_REDISPATCH_GRACE_SECONDS": 15.0,
     "JOB_REDIS_RETRY_SECONDS": 5.0,

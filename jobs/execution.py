@@ -33,7 +33,7 @@ from . import conf, dispatch
 from .backend import JobsBackend, bind_task, resolve_task, task_result
 from .exceptions import JobTimeout, WorkerLost
 from .log import log_event
-from .models import Job, JobStatus, JSONAppend
+from .models import Job, JobStatus, JSONAppend, JSONPopLast
 from .retry import RetryPolicy, decide
 
 logger = logging.getLogger("jobs")
@@ -84,6 +84,33 @@ def claim(queues, limit, worker_id, token, job_id=None):
         )
     jobs.sort(key=lambda job: (-job.priority, job.run_after))
     return jobs
+
+
+def release(jobs):
+    """RUNNING -> READY for claimed jobs that never started: undo the claim.
+
+    The attempt and worker id the claim recorded are taken back, so
+    `attempts` keeps counting real runs only.
+    """
+    if not jobs:
+        return 0
+    released = Job.objects.filter(
+        pk__in=[job.pk for job in jobs],
+        status=JobStatus.RUNNING,
+        lease_token__in={job.lease_token for job in jobs},
+    ).update(
+        status=JobStatus.READY,
+        attempts=F("attempts") - 1,
+        worker_ids=JSONPopLast(F("worker_ids")),
+        started_at=Case(When(attempts=1, then=None), default=F("started_at")),
+        last_attempted_at=Case(
+            When(attempts=1, then=None), default=F("last_attempted_at")
+        ),
+        lease_token="",
+        lease_expires_at=None,
+    )
+    dispatch.ring(jobs)
+    return released
 
 
 def renew_leases(jobs):
@@ -234,6 +261,11 @@ class Outcome:
     @property
     def succeeded(self):
         return self.error is None
+
+    @property
+    def finished(self):
+        """When the run ended, on the monotonic clock."""
+        return self.started + self.duration
 
 
 def retry_policy(job, task=None):

@@ -54,6 +54,24 @@ class JSONAppend(Func):
         return f"json_insert({array}, '$[#]', {value})", params
 
 
+class JSONPopLast(Func):
+    """Drop the last element of a JSON array column, inside the UPDATE itself."""
+
+    arity = 1
+    output_field = models.JSONField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        raise NotImplementedError(f"JSONPopLast does not support {connection.vendor}.")
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        array, params = compiler.compile(self.source_expressions[0])
+        return f"({array} - -1)", params
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        array, params = compiler.compile(self.source_expressions[0])
+        return f"json_remove({array}, '$[#-1]')", params
+
+
 class JobQuerySet(models.QuerySet):
     def ready(self):
         return self.filter(status=JobStatus.READY)

@@ -14,6 +14,7 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -121,7 +122,10 @@ class Worker:
         self.install_signals = install_signals
         self.worker_id = execution.new_worker_id()
         self.stats = WorkerStats()
-        self.running = {}  # job pk -> Running
+        self.prefetch = conf.get("JOB_PREFETCH")
+        self.ack_batch = max(self.concurrency, conf.get("JOB_ACK_BATCH"))
+        self.running = {}  # job pk -> Running: handed to a thread
+        self.buffer = deque()  # claimed, not yet handed to a thread
         self.done = queue.SimpleQueue()  # Outcomes from the threads
         self._unrecorded = []  # Outcomes taken from `done`, not yet written
         self.wake = threading.Event()
@@ -211,38 +215,58 @@ class Worker:
 
     def _step(self, pool):
         """Do one turn of the loop; return True when the worker should exit."""
-        self._collect()
+        self._collect(force=self.stopping or not self.buffer)
         if self.aborting:
             self._abort()
+        if self.stopping and self.buffer:
+            self._release_buffer()
         if not self.running and (self.stopping or self._reached_max_jobs()):
+            self._collect(force=True)
             return True
         self._housekeeping()
-        claimed, wanted = self._claim_into(pool)
-        if self.burst and not claimed and not self.running:
+        self._start_buffered(pool)
+        claimed, wanted = self._claim()
+        self._start_buffered(pool)
+        if self.burst and not claimed and not self.running and not self.buffer:
+            self._collect(force=True)
             return True
-        if wanted and claimed == wanted:
-            return False  # there may be more due rows: look again at once
+        if wanted and claimed == wanted and self.running.keys() and not self.buffer:
+            return False  # threads are hungry and rows are due: claim again
         self.wake.wait(self._wait_seconds())
         self.wake.clear()
         return False
 
-    def _claim_into(self, pool):
-        """Claim as many jobs as there are free threads; start them."""
-        wanted = self.concurrency - len(self.running)
+    def _claim(self):
+        """Claim a batch when the buffer runs low: free threads plus prefetch.
+
+        Claiming ahead (JOB_PREFETCH) means one claim statement serves many
+        short jobs; a claimed job that never starts is released, uncounted.
+        """
+        if self.stopping or len(self.buffer) >= self.concurrency:
+            return 0, 0
+        wanted = self.concurrency + self.prefetch - len(self.running) - len(self.buffer)
         if self.max_jobs is not None:
             wanted = min(wanted, self.max_jobs - self.stats.claimed)
-        if self.stopping or wanted <= 0:
+        if wanted <= 0:
             return 0, 0
         token = f"{self.worker_id}:{next(self._tokens)}"
         jobs = execution.claim(self.queues, wanted, self.worker_id, token)
-        for job in jobs:
-            self._start(pool, job)
+        self.buffer.extend(jobs)
         self.stats.claimed += len(jobs)
         return len(jobs), wanted
 
-    def _start(self, pool, job):
-        self.running[job.pk] = running = Running(job=job)
-        pool.submit(self._run_in_thread, running)
+    def _start_buffered(self, pool):
+        """Hand claimed jobs to free threads, highest priority first."""
+        while self.buffer and len(self.running) < self.concurrency:
+            job = self.buffer.popleft()
+            self.running[job.pk] = running = Running(job=job)
+            pool.submit(self._run_in_thread, running)
+
+    def _release_buffer(self):
+        released = execution.release(list(self.buffer))
+        self.buffer.clear()
+        if released:
+            logger.info("released %d claimed jobs that had not started", released)
 
     def _run_in_thread(self, running):
         try:
@@ -254,14 +278,22 @@ class Worker:
         self.done.put(outcome)
         self.wake.set()
 
-    def _collect(self):
-        """Record every finished run in one batch."""
+    def _collect(self, force=False):
+        """Record finished runs in batches of JOB_ACK_BATCH or JOB_ACK_SECONDS.
+
+        A lone finished job waits at most JOB_ACK_SECONDS for company; the
+        worker never waits with threads idle for want of a write.
+        """
         while True:
             try:
                 self._unrecorded.append(self.done.get_nowait())
             except queue.Empty:
                 break
         if not self._unrecorded:
+            return
+        first_done = self._unrecorded[0].finished
+        due = time.monotonic() - first_done >= conf.get("JOB_ACK_SECONDS")
+        if not (force or due or len(self._unrecorded) >= self.ack_batch):
             return
         execution.finish(self._unrecorded)
         for outcome in self._unrecorded:
@@ -273,9 +305,12 @@ class Worker:
         return self.max_jobs is not None and self.stats.claimed >= self.max_jobs
 
     def _wait_seconds(self):
-        """Sleep until the next poll, or sooner for a heartbeat or a timeout."""
+        """Sleep until the next poll, or sooner for a heartbeat, a timeout or
+        finished runs waiting to be recorded."""
         now = time.monotonic()
         wake_at = [now + conf.get("JOB_POLL_SECONDS")]
+        if self._unrecorded:
+            wake_at.append(self._unrecorded[0].finished + conf.get("JOB_ACK_SECONDS"))
         if self.running:
             wake_at.append(self._next_heartbeat)
             wake_at.extend(r.deadline for r in self.running.values() if r.deadline)
@@ -286,7 +321,8 @@ class Worker:
     def _housekeeping(self):
         now = time.monotonic()
         if now >= self._next_heartbeat:
-            execution.renew_leases([r.job for r in self.running.values()])
+            held = [r.job for r in self.running.values()] + list(self.buffer)
+            execution.renew_leases(held)
             if not heartbeat.beat(self.worker_id):
                 self._register()
             self._next_heartbeat = now + conf.get("JOB_LEASE_SECONDS") / 3
@@ -301,6 +337,7 @@ class Worker:
 
     def _abort(self):
         """Put the active jobs back as READY and leave the process now."""
+        self._release_buffer()
         jobs = [r.job for r in self.running.values()]
         put_back = execution.put_back(
             jobs,

@@ -116,3 +116,25 @@ def test_listen_notify__wakes_an_idle_worker_on_commit(postgres_only, start_work
         timeout=10,
         message="the worker to wake",
     )
+
+
+def test_sigterm__claimed_jobs_that_never_started_are_released_uncounted(
+    start_worker,
+):
+    results = [tasks.sleep_then_record.enqueue(f"queued-{i}", 1) for i in range(4)]
+    worker = start_worker("--concurrency", "1", env={"JOB_PREFETCH": "3"})
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.RUNNING).count() == 4,
+        message="one running and three claimed ahead",
+    )
+
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=20) == 0, worker.output()
+    jobs = Job.objects.filter(pk__in=[r.id for r in results])
+    assert jobs.filter(status=JobStatus.SUCCESSFUL, attempts=1).count() == 1
+    released = jobs.filter(status=JobStatus.READY)
+    assert released.count() == 3
+    for job in released:
+        assert (job.attempts, job.worker_ids, job.started_at) == (0, [], None)
+        assert job.errors == []
