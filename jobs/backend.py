@@ -15,7 +15,7 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from . import conf, dispatch
-from .exceptions import InvalidTaskArguments, TaskNotFound
+from .exceptions import InvalidTaskArguments, JobQueueDisabled, TaskNotFound
 from .models import Job, JobStatus
 
 logger = logging.getLogger("jobs")
@@ -185,6 +185,11 @@ class JobsBackend(BaseTaskBackend):
                 raise InvalidTask(f"{option} must be a number of seconds above 0.")
 
     def enqueue(self, task, args, kwargs):
+        if not conf.get("JOB_QUEUE_ENABLED"):
+            raise JobQueueDisabled(
+                f"Background jobs are disabled (JOB_QUEUE_ENABLED is off): "
+                f"{task.module_path} was not enqueued."
+            )
         self.validate_task(task)
         args, kwargs = json_arguments(task, args, kwargs)
         now = timezone.now()
