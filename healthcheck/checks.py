@@ -96,8 +96,9 @@ class Queue(Check):
 
     def measure(self):
         backend = "redis" if dispatch.redis_enabled() else "database"
-        self.details = {"enabled": False, "backend": backend}
-        if not conf.get("JOB_QUEUE_ENABLED"):
+        enabled = conf.get("JOB_QUEUE_ENABLED")
+        self.details = {"enabled": enabled, "backend": backend}
+        if not enabled:
             self.details.update(dict.fromkeys(COUNTS, 0), workers=0)
             self.message = "Background jobs are disabled (JOB_QUEUE_ENABLED is off)."
             return
@@ -108,7 +109,7 @@ class Queue(Check):
             raise ServiceUnavailable(
                 f"Queue statistics are unavailable ({type(e).__name__})."
             ) from e
-        self.details.update(snapshot, enabled=True)
+        self.details.update(snapshot)
         if reasons := degraded_reasons(snapshot):
             self.message = f"Queue degraded: {'; '.join(reasons)}."
             raise ServiceWarning(self.message)

@@ -279,6 +279,7 @@ def test_health__job_system_failing_to_initialise_is_degraded(client, settings):
 
     assert (code, body["status"]) == (200, "degraded")
     assert "failed to initialise" in body["checks"]["queue"]["message"]
+    assert body["checks"]["queue"]["details"]["enabled"] is True
 
 
 def test_health__statistics_are_cached_and_say_so(client, settings):
