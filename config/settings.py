@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_rq",
+    "health_check",
     "jobs",
     "healthcheck",
 ]
@@ -180,6 +181,17 @@ JOB_ACK_SECONDS = env_float("JOB_ACK_SECONDS", 0.005)
 JOB_MAINTENANCE_SECONDS = env_float("JOB_MAINTENANCE_SECONDS", 10.0)
 JOB_REDISPATCH_GRACE_SECONDS = env_float("JOB_REDISPATCH_GRACE_SECONDS", 15.0)
 JOB_REDIS_RETRY_SECONDS = env_float("JOB_REDIS_RETRY_SECONDS", 5.0)
+# Off: enqueue refuses with JobQueueDisabled and /health says jobs are disabled.
+JOB_QUEUE_ENABLED = env_bool("JOB_QUEUE_ENABLED", True)
+# /health: when the queue counts as degraded, and how long its numbers are reused.
+JOB_HEALTH_MAX_WAITING = env_int("JOB_HEALTH_MAX_WAITING", 1000)
+JOB_HEALTH_MAX_WAIT_SECONDS = env_float("JOB_HEALTH_MAX_WAIT_SECONDS", 300.0)
+JOB_HEALTH_MAX_FAILURE_RATE = env_float("JOB_HEALTH_MAX_FAILURE_RATE", 0.2)
+JOB_HEALTH_FAILURE_WINDOW_SECONDS = env_float(
+    "JOB_HEALTH_FAILURE_WINDOW_SECONDS", 900.0
+)
+JOB_HEALTH_MIN_FAILURE_SAMPLE = env_int("JOB_HEALTH_MIN_FAILURE_SAMPLE", 20)
+JOB_HEALTH_CACHE_SECONDS = env_float("JOB_HEALTH_CACHE_SECONDS", 5.0)
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")

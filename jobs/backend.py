@@ -14,7 +14,7 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from . import conf, dispatch
-from .exceptions import InvalidTaskArguments, TaskNotFound
+from .exceptions import InvalidTaskArguments, JobQueueDisabled, TaskNotFound
 from .log import log_event
 from .models import Job, JobStatus
 
@@ -155,6 +155,15 @@ def json_arguments(task, args, kwargs):
     return args, kwargs
 
 
+def refuse_when_disabled(task):
+    """Raise JobQueueDisabled when JOB_QUEUE_ENABLED is off."""
+    if not conf.get("JOB_QUEUE_ENABLED"):
+        raise JobQueueDisabled(
+            "Background jobs are disabled (JOB_QUEUE_ENABLED is off): "
+            f"{task.module_path} was not enqueued."
+        )
+
+
 def parse_job_id(result_id):
     """Return `result_id` as a UUID, or raise TaskResultDoesNotExist."""
     try:
@@ -187,6 +196,7 @@ class JobsBackend(BaseTaskBackend):
                 raise InvalidTask(f"{option} must be a number of seconds above 0.")
 
     def enqueue(self, task, args, kwargs):
+        refuse_when_disabled(task)
         self.validate_task(task)
         job = self._new_job(task, args, kwargs, timezone.now())
         job.save(force_insert=True)
@@ -199,6 +209,7 @@ class JobsBackend(BaseTaskBackend):
         One INSERT (in batches of 1,000) and one doorbell for all of them: the
         way to enqueue thousands of jobs. Returns their TaskResults, in order.
         """
+        refuse_when_disabled(task)
         self.validate_task(task)
         now = timezone.now()
         jobs = [self._new_job(task, args, kwargs, now) for args, kwargs in calls]

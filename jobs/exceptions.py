@@ -25,3 +25,7 @@ class WorkerInterrupted(Exception):  # noqa: N818
 
 class TaskNotFound(Exception):  # noqa: N818
     """The job's task path no longer imports to a task."""
+
+
+class JobQueueDisabled(InvalidTask):
+    """Background jobs are switched off (`JOB_QUEUE_ENABLED`): nothing is stored."""

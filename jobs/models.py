@@ -4,7 +4,7 @@ import uuid
 from datetime import timedelta
 
 from django.db import models
-from django.db.models import Count, F, Q
+from django.db.models import F, Min, Q
 from django.db.models.expressions import Func
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -101,17 +101,36 @@ class JobQuerySet(models.QuerySet):
         return self.filter(status__in=FINISHED_STATUSES)
 
     def stats(self, now=None):
-        """Count jobs per bucket: waiting, delayed, active, completed, failed."""
+        """Count jobs per bucket: waiting, delayed, active, completed, failed.
+
+        One COUNT per bucket, each with a status filter an index serves
+        (`jobs_job_claim` for READY, `jobs_job_lease` for RUNNING,
+        `jobs_job_status` for the finished states), so no count reads the
+        whole table even with millions of finished rows.
+        """
         now = now or timezone.now()
-        counts = self.aggregate(
-            waiting=Count("pk", filter=Q(status=JobStatus.READY, run_after__lte=now)),
-            delayed=Count("pk", filter=Q(status=JobStatus.READY, run_after__gt=now)),
-            active=Count("pk", filter=Q(status=JobStatus.RUNNING)),
-            completed=Count("pk", filter=Q(status=JobStatus.SUCCESSFUL)),
-            failed=Count("pk", filter=Q(status=JobStatus.FAILED)),
-            cancelled=Count("pk", filter=Q(status=JobStatus.CANCELLED)),
-        )
-        return counts
+        return {
+            "waiting": self.due(now).count(),
+            "delayed": self.delayed(now).count(),
+            "active": self.filter(status=JobStatus.RUNNING).count(),
+            "completed": self.filter(status=JobStatus.SUCCESSFUL).count(),
+            "failed": self.filter(status=JobStatus.FAILED).count(),
+            "cancelled": self.filter(status=JobStatus.CANCELLED).count(),
+        }
+
+    def oldest_due_at(self, now=None):
+        """Return the `run_after` of the longest-waiting due job, or None."""
+        return self.due(now).aggregate(oldest=Min("run_after"))["oldest"]
+
+    def outcomes_since(self, since):
+        """Count jobs that succeeded and failed for good since `since`."""
+        return {
+            key: self.filter(status=status, finished_at__gte=since).count()
+            for key, status in (
+                ("completed", JobStatus.SUCCESSFUL),
+                ("failed", JobStatus.FAILED),
+            )
+        }
 
     def update_returning(self, **values):
         """Run one UPDATE ... RETURNING and give back the changed rows as jobs.

@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 import yaml
 from django.core.management import get_commands
+from django.urls import resolve
 
 from .helpers import ROOT, database_url, free_port, wait_for
 
@@ -68,6 +69,7 @@ def test_render__every_command_names_a_command_that_exists(blueprint):
     assert web["startCommand"].endswith("-c gunicorn.conf.py config.wsgi")
     assert (ROOT / "gunicorn.conf.py").exists()
     assert web["healthCheckPath"] == "/health"
+    assert resolve(web["healthCheckPath"]).url_name == "health"
 
 
 def test_render__web_and_worker_get_every_production_variable(blueprint):
@@ -144,8 +146,10 @@ def test_gunicorn__serves_pages_and_hashed_static_files_then_stops_on_sigterm():
     try:
         login = wait_for(lambda: fetch(f"{base}/admin/login/"), message="gunicorn")
         static = urllib.request.urlopen(f"{base}/static/{base_css}", timeout=5)  # noqa: S310
+        health = json.load(urllib.request.urlopen(f"{base}/health", timeout=5))  # noqa: S310
 
         assert login.status == 200
+        assert health["checks"]["database"]["status"] == "healthy"
         assert static.status == 200
         assert "max-age=315360000" in static.headers["Cache-Control"]
     finally:
