@@ -150,7 +150,7 @@ def measure_queue():
     recent = Job.objects.outcomes_since(now - timedelta(seconds=window))
     oldest = Job.objects.oldest_due_at(now)
     return {
-        **Job.objects.stats(now),
+        **Job.objects.stats(now, exact_up_to=conf.get("JOB_HEALTH_EXACT_COUNT")),
         "workers": WorkerProcess.objects.alive(now).count(),
         "oldest_wait_seconds": round((now - oldest).total_seconds(), 1)
         if oldest

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.utils import timezone
 
 from jobs.exceptions import JobQueueDisabled
@@ -293,3 +294,19 @@ def test_health__statistics_are_cached_and_say_so(client, settings):
     assert first["checks"]["queue"]["details"]["cached"] is False
     assert second["checks"]["queue"]["details"]["cached"] is True
     assert second["checks"]["queue"]["details"]["waiting"] == 0
+
+
+@pytest.mark.django_db
+def test_stats__finished_counts_past_the_cap_are_estimated_on_postgresql():
+    for _ in range(30):
+        make_job(status=JobStatus.SUCCESSFUL, finished_at=timezone.now())
+
+    counts = Job.objects.stats(exact_up_to=10)
+    exact = Job.objects.stats(exact_up_to=100)
+
+    assert exact["completed"] == 30 and exact["estimated"] == []
+    if connection.vendor == "postgresql":
+        assert counts["estimated"] == ["completed"]
+        assert counts["completed"] >= 10  # the planner's guess, never below the cap
+    else:  # SQLite has no estimate to offer: it counts
+        assert (counts["completed"], counts["estimated"]) == (30, [])
