@@ -137,7 +137,7 @@ class JobQuerySet(models.QuerySet):
         """
         if exact_up_to is None or self.db_vendor != "postgresql":
             return self.count(), False  # SQLite offers no estimate
-        counted = self.values("pk")[:exact_up_to].count()
+        counted = self.order_by().values("pk")[:exact_up_to].count()
         if counted < exact_up_to:
             return counted, False
         plan = json.loads(self.explain(format="json"))
