@@ -25,3 +25,7 @@ class WorkerInterrupted(Exception):  # noqa: N818
 
 class TaskNotFound(Exception):  # noqa: N818
     """The job's task path no longer imports to a task."""
+
+
+class JobCancelled(Exception):  # noqa: N818
+    """Raise from a task that saw `context.cancel_requested()`: it ends CANCELLED."""
