@@ -21,7 +21,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import transaction
-from django.db.models import Case, DateTimeField, F, Value, When
+from django.db.models import Case, DateTimeField, F, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.tasks import TaskContext
 from django.tasks.signals import task_finished, task_started
@@ -254,6 +254,13 @@ def attempt_budget(task_path):
     return getattr(task, "max_attempts", None) or conf.get("JOB_MAX_ATTEMPTS")
 
 
+def primary_keys(jobs):
+    """Return the ids of `jobs`, a queryset (not loaded) or jobs."""
+    if isinstance(jobs, QuerySet):
+        return list(jobs.values_list("pk", flat=True))
+    return [job.pk for job in jobs]
+
+
 def retry_jobs(jobs):
     """FAILED or CANCELLED -> READY now, with a fresh budget of attempts.
 
@@ -262,8 +269,7 @@ def retry_jobs(jobs):
     `max_attempts` to `attempts` + the task's attempts. Errors and worker ids
     stay. `jobs` is a queryset or jobs; return the jobs moved.
     """
-    pks = [job.pk for job in jobs]
-    rows = Job.objects.filter(pk__in=pks, status__in=RETRYABLE)
+    rows = Job.objects.filter(pk__in=primary_keys(jobs), status__in=RETRYABLE)
     by_task = {}
     for pk, task_path in rows.values_list("pk", "task_path"):
         by_task.setdefault(task_path, []).append(pk)
@@ -288,7 +294,7 @@ def retry_jobs(jobs):
 def cancel_jobs(jobs):
     """READY -> CANCELLED now; a RUNNING job is asked to stop and will end
     CANCELLED. Return (cancelled jobs, jobs asked to stop)."""
-    pks = [job.pk for job in jobs]
+    pks = primary_keys(jobs)
     cancelled = Job.objects.filter(pk__in=pks, status=JobStatus.READY).update_returning(
         status=JobStatus.CANCELLED, finished_at=timezone.now()
     )
