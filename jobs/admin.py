@@ -43,7 +43,7 @@ class CappedPaginator(Paginator):
 
     @cached_property
     def count(self):
-        return self.object_list[: self.cap + 1].count()
+        return self.object_list.order_by()[: self.cap + 1].count()
 
     @property
     def capped(self):
@@ -214,6 +214,13 @@ class JobAdmin(admin.ModelAdmin):
 
     def has_cancel_permission(self, request, obj=None):
         return request.user.has_perm("jobs.cancel_job")
+
+    def get_search_results(self, request, queryset, search_term):
+        """Find a job by (the start of) its id, or else by task path."""
+        ids = id_prefix_range(search_term.strip())
+        if ids:
+            return queryset.filter(pk__range=ids), False
+        return super().get_search_results(request, queryset, search_term)
 
     # --- Columns ----------------------------------------------------------
 
