@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from health_check.views import HealthCheckView
 
 from healthcheck.checks import CHECKS
@@ -7,6 +7,7 @@ from healthcheck.views import HealthView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("jobs.urls")),
     # For Render and monitors: JSON, 503 only when the service cannot work.
     path("health", HealthView.as_view(), name="health"),
     # For people: django-health-check's page over the same checks.

@@ -29,3 +29,7 @@ class TaskNotFound(Exception):  # noqa: N818
 
 class JobQueueDisabled(InvalidTask):
     """Background jobs are switched off (`JOB_QUEUE_ENABLED`): nothing is stored."""
+
+
+class JobCancelled(Exception):  # noqa: N818
+    """Raise from a task that saw `context.cancel_requested()`: it ends CANCELLED."""

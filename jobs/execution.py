@@ -21,7 +21,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, DateTimeField, F, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.tasks import TaskContext
 from django.tasks.signals import task_finished, task_started
@@ -31,7 +31,7 @@ from django.utils.json import normalize_json
 
 from . import conf, dispatch
 from .backend import JobsBackend, bind_task, resolve_task, task_result
-from .exceptions import JobTimeout, WorkerLost
+from .exceptions import JobCancelled, JobTimeout, TaskNotFound, WorkerLost
 from .log import log_event
 from .models import Job, JobStatus, JSONAppend, JSONPopLast
 from .retry import RetryPolicy, decide
@@ -99,7 +99,8 @@ def release(jobs):
         status=JobStatus.RUNNING,
         lease_token__in={job.lease_token for job in jobs},
     ).update(
-        status=JobStatus.READY,
+        status=unless_cancel_requested(JobStatus.READY),
+        finished_at=finished_at_unless_cancel_requested(None, timezone.now()),
         attempts=F("attempts") - 1,
         worker_ids=JSONPopLast(F("worker_ids")),
         started_at=Case(When(attempts=1, then=None), default=F("started_at")),
@@ -136,11 +137,17 @@ def report_progress(job, percent, message=""):
 
 
 def record_successes(outcomes):
-    """RUNNING -> SUCCESSFUL for many jobs in one UPDATE."""
+    """RUNNING -> SUCCESSFUL (CANCELLED if asked to) for many jobs in one UPDATE.
+
+    Return the rows as recorded.
+    """
     if not outcomes:
-        return 0
+        return []
     return_value = Job._meta.get_field("return_value")
-    values = {"status": JobStatus.SUCCESSFUL, "lease_expires_at": None}
+    values = {
+        "status": unless_cancel_requested(JobStatus.SUCCESSFUL),
+        "lease_expires_at": None,
+    }
     values["finished_at"] = Case(
         *(When(pk=o.job.pk, then=Value(o.finished_at)) for o in outcomes)
     )
@@ -152,45 +159,46 @@ def record_successes(outcomes):
             ),
             output_field=return_value,
         )
-    updated = Job.objects.filter(
+    recorded = Job.objects.filter(
         pk__in=[o.job.pk for o in outcomes],
         status=JobStatus.RUNNING,
         lease_token__in={o.job.lease_token for o in outcomes},
-    ).update(**values)
-    if updated < len(outcomes):
+    ).update_returning(**values)
+    if len(recorded) < len(outcomes):
         logger.warning(
             "%d of %d finished jobs had been moved by someone else; "
             "their results were not recorded",
-            len(outcomes) - updated,
+            len(outcomes) - len(recorded),
             len(outcomes),
         )
-    return updated
+    return recorded
 
 
 def record_failure(outcome):
-    """RUNNING -> READY (retry after a backoff) or FAILED, keeping the error."""
+    """RUNNING -> READY (retry after a backoff) or FAILED, keeping the error.
+
+    A job asked to cancel, or whose task raised JobCancelled, ends CANCELLED.
+    Return the status recorded, or None when someone else moved the job.
+    """
     job = outcome.job
     policy = retry_policy(job, outcome.task)
     decision = decide(policy, job.attempts, outcome.error)
     now = outcome.finished_at
+    if isinstance(outcome.error, JobCancelled):
+        status = JobStatus.CANCELLED
+    else:
+        status = JobStatus.FAILED if decision.gives_up else JobStatus.READY
     values = {
         "errors": [*job.errors, error_entry(job, outcome.error, outcome.traceback)],
         "lease_expires_at": None,
+        "status": unless_cancel_requested(status),
+        "finished_at": finished_at_unless_cancel_requested(
+            None if status == JobStatus.READY else now, now
+        ),
     }
-    if decision.gives_up:
-        values.update(status=JobStatus.FAILED, finished_at=now)
-    else:
-        values.update(status=JobStatus.READY, run_after=now + decision.retry_in)
-    updated = Job.objects.filter(
-        pk=job.pk, status=JobStatus.RUNNING, lease_token=job.lease_token
-    ).update(**values)
-    if not updated:
-        log_event("lost", job, level=logging.WARNING)
-        return None
-    job.__dict__.update(values)
-    if not decision.gives_up:
-        dispatch.ring([job])
-    return decision
+    if status == JobStatus.READY:
+        values["run_after"] = now + decision.retry_in
+    return adopt(job, transition_running(job, values), ring=True)
 
 
 def put_back(jobs, exception, give_up_when_exhausted):
@@ -198,26 +206,142 @@ def put_back(jobs, exception, give_up_when_exhausted):
 
     Used by the rescuer (`WorkerLost`, attempts are counted) and by a worker
     stopped at once (`WorkerInterrupted`, the job always gets another try).
+    A job asked to cancel ends CANCELLED.
     """
     now = timezone.now()
     moved = []
     for job in jobs:
         exhausted = give_up_when_exhausted and job.attempts >= job.max_attempts
+        status = JobStatus.FAILED if exhausted else JobStatus.READY
         values = {
             "errors": [*job.errors, error_entry(job, exception, "")],
             "lease_expires_at": None,
+            "status": unless_cancel_requested(status),
+            "finished_at": finished_at_unless_cancel_requested(
+                now if exhausted else None, now
+            ),
+            "run_after": now,
         }
-        if exhausted:
-            values.update(status=JobStatus.FAILED, finished_at=now)
-        else:
-            values.update(status=JobStatus.READY, run_after=now)
-        if Job.objects.filter(
-            pk=job.pk, status=JobStatus.RUNNING, lease_token=job.lease_token
-        ).update(**values):
-            job.__dict__.update(values)
+        if adopt(job, transition_running(job, values)):
             moved.append(job)
     dispatch.ring(job for job in moved if job.status == JobStatus.READY)
     return moved
+
+
+def transition_running(job, values):
+    """Write `values` to a job this worker still holds; return the new row."""
+    rows = Job.objects.filter(
+        pk=job.pk, status=JobStatus.RUNNING, lease_token=job.lease_token
+    ).update_returning(**values)
+    return rows[0] if rows else None
+
+
+def adopt(job, row, ring=False):
+    """Copy a recorded row's state onto `job`; return its status (None: lost)."""
+    if row is None:
+        log_event("lost", job, level=logging.WARNING)
+        return None
+    for name in ("status", "errors", "finished_at", "run_after", "lease_expires_at"):
+        setattr(job, name, getattr(row, name))
+    if ring and job.status == JobStatus.READY:
+        dispatch.ring([job])
+    return job.status
+
+
+def unless_cancel_requested(status):
+    """Return `status` as an expression that is CANCELLED when the row's
+    cancel was requested, so a cancel and the end of a run never race."""
+    return Case(
+        When(cancel_requested=True, then=Value(JobStatus.CANCELLED)),
+        default=Value(status),
+        output_field=Job._meta.get_field("status"),
+    )
+
+
+def finished_at_unless_cancel_requested(finished_at, now):
+    """Return `finished_at`, or `now` when the row's cancel was requested."""
+    return Case(
+        When(cancel_requested=True, then=Value(now)),
+        default=Value(finished_at),
+        output_field=DateTimeField(),
+    )
+
+
+# --- Admin transitions ----------------------------------------------------
+
+RETRYABLE = (JobStatus.FAILED, JobStatus.CANCELLED)
+CANCELLABLE = (JobStatus.READY, JobStatus.RUNNING)
+
+
+def attempt_budget(task_path):
+    """Return how many attempts a run of `task_path` gets: its task's, or the
+    setting when the path no longer imports."""
+    try:
+        task = resolve_task(task_path)
+    except TaskNotFound:
+        task = None
+    return getattr(task, "max_attempts", None) or conf.get("JOB_MAX_ATTEMPTS")
+
+
+def primary_keys(jobs):
+    """Return the ids of `jobs`, a queryset (not loaded) or jobs."""
+    if isinstance(jobs, QuerySet):
+        return list(jobs.values_list("pk", flat=True))
+    return [job.pk for job in jobs]
+
+
+def retry_jobs(jobs):
+    """FAILED or CANCELLED -> READY now, with a fresh budget of attempts.
+
+    `attempts` keeps counting real runs (Django's `TaskResult.attempts` is
+    the number of worker ids), so the budget is renewed by raising
+    `max_attempts` to `attempts` + the task's attempts. Errors and worker ids
+    stay. `jobs` is a queryset or jobs; return the jobs moved.
+    """
+    rows = Job.objects.filter(pk__in=primary_keys(jobs), status__in=RETRYABLE)
+    by_task = {}
+    for pk, task_path in rows.values_list("pk", "task_path"):
+        by_task.setdefault(task_path, []).append(pk)
+    now = timezone.now()
+    moved = []
+    for task_path, ids in by_task.items():
+        moved += Job.objects.filter(pk__in=ids, status__in=RETRYABLE).update_returning(
+            status=JobStatus.READY,
+            max_attempts=F("attempts") + attempt_budget(task_path),
+            run_after=now,
+            finished_at=None,
+            progress=None,
+            progress_message="",
+            cancel_requested=False,
+        )
+    for job in moved:
+        log_event("retried by admin", job)
+    dispatch.ring(moved)
+    return moved
+
+
+def cancel_jobs(jobs):
+    """READY -> CANCELLED now; a RUNNING job is asked to stop and will end
+    CANCELLED. Return (cancelled jobs, jobs asked to stop)."""
+    pks = primary_keys(jobs)
+    cancelled = Job.objects.filter(pk__in=pks, status=JobStatus.READY).update_returning(
+        status=JobStatus.CANCELLED, finished_at=timezone.now()
+    )
+    asked = Job.objects.filter(
+        pk__in=pks, status=JobStatus.RUNNING, cancel_requested=False
+    ).update_returning(cancel_requested=True)
+    for job in cancelled:
+        log_event("cancelled by admin", job)
+    for job in asked:
+        log_event("cancel requested by admin", job)
+    return cancelled, asked
+
+
+def cancel_is_requested(job):
+    """Say whether an admin asked the running `job` to stop."""
+    return Job.objects.filter(
+        pk=job.pk, lease_token=job.lease_token, cancel_requested=True
+    ).exists()
 
 
 def rescue_stalled(limit=100):
@@ -242,6 +366,10 @@ class JobContext(TaskContext):
     def report_progress(self, percent, message=""):
         """Show `percent` (0-100) and `message` on the job while it runs."""
         return report_progress(self.job, percent, message)
+
+    def cancel_requested(self):
+        """Say whether an admin asked this job to stop (then raise JobCancelled)."""
+        return cancel_is_requested(self.job)
 
 
 @dataclass
@@ -336,17 +464,24 @@ def json_return_value(value):
 def finish(outcomes):
     """Record finished runs (successes in one batch) and announce them."""
     successes = [o for o in outcomes if o.succeeded]
-    record_successes(successes)
+    recorded = {job.pk: job.status for job in record_successes(successes)}
     for outcome in successes:
-        outcome.job.status = JobStatus.SUCCESSFUL
+        outcome.job.status = recorded.get(outcome.job.pk, JobStatus.SUCCESSFUL)
         outcome.job.finished_at = outcome.finished_at
         outcome.job.return_value = outcome.value
-        announce(outcome, "succeeded")
+        announce(outcome, EVENTS[outcome.job.status])
     for outcome in outcomes:
-        if not outcome.succeeded:
-            decision = record_failure(outcome)
-            if decision is not None:
-                announce(outcome, "failed" if decision.gives_up else "retry scheduled")
+        if not outcome.succeeded and record_failure(outcome) is not None:
+            announce(outcome, EVENTS[outcome.job.status])
+
+
+# The event logged when a run ends with the job in each state.
+EVENTS = {
+    JobStatus.READY: "retry scheduled",
+    JobStatus.SUCCESSFUL: "succeeded",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "cancelled",
+}
 
 
 def announce(outcome, event):

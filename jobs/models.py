@@ -18,6 +18,7 @@ class JobStatus(models.TextChoices):
     READY = "READY", _("Ready")
     # Claimed by a worker that holds its lease. Success moves it to
     # SUCCESSFUL; failure to READY (retry) or FAILED; a lost lease to READY.
+    # An admin cancel sets `cancel_requested`: the run then ends CANCELLED.
     RUNNING = "RUNNING", _("Running")
     # Finished without error. Final, until pruned.
     SUCCESSFUL = "SUCCESSFUL", _("Successful")
@@ -209,11 +210,18 @@ class Job(models.Model):
     # the worker that lost it. The lease is renewed by that worker's heartbeat.
     lease_token = models.CharField(max_length=80, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set by an admin cancel of a RUNNING job: the task may stop early
+    # (`context.cancel_requested()`), and however the run ends it is CANCELLED.
+    cancel_requested = models.BooleanField(default=False)
 
     objects = JobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-enqueued_at"]
+        permissions = [
+            ("retry_job", "Can retry jobs"),
+            ("cancel_job", "Can cancel jobs"),
+        ]
         indexes = [
             # The claim: due READY rows of a queue, highest priority first.
             models.Index(

@@ -66,7 +66,7 @@ def test_fence__a_worker_that_lost_its_claim_cannot_record_success():
     Job.objects.filter(pk=job.pk).update(lease_token="new-owner:1")
     outcome = execution.Outcome(job=stale, finished_at=timezone.now(), value=1)
 
-    assert execution.record_successes([outcome]) == 0
+    assert execution.record_successes([outcome]) == []
 
     job.refresh_from_db()
     assert (job.status, job.lease_token) == (JobStatus.RUNNING, "new-owner:1")

@@ -6,7 +6,7 @@ import time
 
 from django.tasks import task
 
-from jobs.exceptions import PermanentFailure
+from jobs.exceptions import JobCancelled, PermanentFailure
 
 from .models import Run
 
@@ -95,3 +95,13 @@ async def async_overrun(seconds):
 
 def not_a_task():
     return None
+
+
+@task(takes_context=True)
+def stop_when_cancelled(context, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if context.cancel_requested():
+            raise JobCancelled("stopped on request")
+        time.sleep(0.02)
+    return "not cancelled"
