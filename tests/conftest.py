@@ -17,6 +17,20 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+@pytest.fixture(scope="session", autouse=True)
+def close_stray_sessions(django_db_setup, django_db_blocker):
+    """Before the test database is dropped, end sessions that outlived their
+    test (a killed worker's, a live server thread's), so the drop succeeds."""
+    yield
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+
 @pytest.fixture(autouse=True)
 def fast_job_settings(settings):
     for name, value in FAST_SETTINGS.items():
