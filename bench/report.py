@@ -136,7 +136,7 @@ def fmt(value, ratio=False):
     if value is None:
         return f"{'-':>7}" if ratio else f"{'-':>9}"
     if ratio:
-        return f"{value:>6.2f}x"
+        return f"{value:>6.3f}x" if value < 0.1 else f"{value:>6.2f}x"
     if value >= 100:
         return f"{value:>9.0f}"
     return f"{value:>9.2f}"

@@ -49,6 +49,9 @@ from bench.services import (  # noqa: E402
 from bench.systems import DjangoTasksDB, Ours, RawRQ  # noqa: E402
 
 TASKS = ("noop", "sleep10ms")
+HTTP_FIGURES = [
+    f"http.{page}.{q}" for page in ("health", "admin_jobs") for q in ("p50", "p99")
+]
 PICKUP_WARMUP = 5
 # Our RQ worker classes and the raw RQ classes they are measured against.
 RQ_CLASSES = {
@@ -67,7 +70,7 @@ def parse_args(argv):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="tiny numbers, 1 repetition, no 1M-row pages (for CI)",
+        help="tiny numbers, 1 repetition, 1 worker, no 1M-row pages (for CI)",
     )
     parser.add_argument("--no-baselines", action="store_true", help="ours only")
     parser.add_argument("--no-http", action="store_true", help="skip the 1M-row pages")
@@ -123,6 +126,8 @@ class Runner:
         self.dtdb = DjangoTasksDB(self, f"{prefix}_dtdb")
         self.rq = RawRQ(self)
         self._logs = 0
+        # --quick drains with one worker only: each start costs ~1 s of Django.
+        self.worker_counts = (1,) if options.quick else (1, 2)
         self.databases = [self.ours.database, self.dtdb.database]
 
     def log_path(self, label):
@@ -245,7 +250,7 @@ class Runner:
                 )
         if "drain" in self.parts:
             for task in TASKS:
-                for workers in (1, 2):
+                for workers in self.worker_counts:
                     base = f"drain.dtdb.{task}.{workers}w"
                     if self.baselines:
                         define(base, "jobs/s")
@@ -257,7 +262,7 @@ class Runner:
                     define(f"drain.ours_db.{task}.{workers}w", "jobs/s", base, targets)
             for kind in RQ_CLASSES:
                 for task in TASKS:
-                    for workers in (1, 2):
+                    for workers in self.worker_counts:
                         base = f"drain.rq.{kind}.{task}.{workers}w"
                         if self.baselines:
                             define(base, "jobs/s")
@@ -314,7 +319,7 @@ class Runner:
     def run_drain(self):
         for task in TASKS:
             jobs = self.jobs_for(task)
-            for workers in (1, 2):
+            for workers in self.worker_counts:
                 if self.baselines:
                     name = f"drain.dtdb.{task}.{workers}w"
                     commands = [self.dtdb.worker()] * workers
@@ -325,7 +330,7 @@ class Runner:
         for kind, (ours_class, rq_class) in RQ_CLASSES.items():
             for task in TASKS:
                 jobs = self.jobs_for(task, fork=kind == "fork")
-                for workers in (1, 2):
+                for workers in self.worker_counts:
                     if self.baselines:
                         name = f"drain.rq.{kind}.{task}.{workers}w"
                         commands = [self.rq.worker(rq_class)] * workers
@@ -419,7 +424,12 @@ class Runner:
     def run(self):
         self.define_figures()
         if "http" in self.parts:
-            self.setup_http()
+            try:
+                self.setup_http()
+            except Exception as e:
+                log(f"could not fill the pages' database: {e}")
+                self.report.error(HTTP_FIGURES, f"{type(e).__name__}: {e}")
+                self.parts.discard("http")
         for rep in range(self.options.repeat):
             log(f"repetition {rep + 1} of {self.options.repeat}")
             for part in ("enqueue", "drain", "pickup", "http"):
@@ -436,10 +446,10 @@ INSERT INTO jobs_job (
     started_at, last_attempted_at, finished_at, progress, progress_message,
     lease_token, lease_expires_at)
 SELECT gen_random_uuid(), 'bench.djtasks.noop', 'default', 0,
-    CASE WHEN i % 100 = 0 THEN 'FAILED' ELSE 'SUCCESSFUL' END,
+    CASE WHEN i %% 100 = 0 THEN 'FAILED' ELSE 'SUCCESSFUL' END,
     '[]', '{}', NULL,
-    CASE WHEN i % 100 = 0 THEN '[{"exception_class_path": "builtins.ValueError",
-        "message": "bench", "traceback": "ValueError: bench\n", "attempt": 3,
+    CASE WHEN i %% 100 = 0 THEN '[{"exception_class_path": "builtins.ValueError",
+        "message": "bench", "traceback": "ValueError: bench\\n", "attempt": 3,
         "worker_id": "bench:1:abcdef", "failed_at": "2026-01-01T00:00:00+00:00"}]'
         ELSE '[]' END::jsonb,
     '["bench:1:abcdef"]', 1, 3, t, t, t + interval '1 ms', t + interval '1 ms',
@@ -468,6 +478,7 @@ def meta(options, started, finished):
         "repeat": options.repeat,
         "quick": options.quick,
         "log_level": options.log_level,
+        "job_settings": {k: v for k, v in os.environ.items() if k.startswith("JOB_")},
         "baselines": None if options.no_baselines else BASELINE_PACKAGES,
         "method": __doc__.split("How figures are taken")[1].strip(),
     }
