@@ -55,12 +55,16 @@ class Report:
     def __init__(self):
         self.figures = {}
         self.errors = []
+        self.details = {}  # per run: job counts, drain wall times
 
     def define(self, name, unit, baseline=None, targets=()):
         self.figures[name] = Figure(name, unit, baseline, tuple(targets))
 
     def add(self, name, value):
         self.figures[name].values.append(value)
+
+    def detail(self, name, **values):
+        self.details.setdefault(name, []).append(values)
 
     def note(self, name, text):
         self.figures[name].note = text
@@ -105,6 +109,7 @@ class Report:
                 name: self.evaluate(figure) for name, figure in self.figures.items()
             },
             "errors": self.errors,
+            "runs": self.details,
         }
 
     def write_json(self, path, meta):

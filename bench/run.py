@@ -199,6 +199,7 @@ class Runner:
         if window.count != jobs:
             raise RuntimeError(f"{window.count} of {jobs} jobs finished ({label})")
         log(f"{label}: {jobs} jobs in {window.seconds:.2f}s (wall {wall:.2f}s)")
+        self.report.detail(label, jobs=jobs, seconds=window.seconds, wall=wall)
         return jobs / window.seconds
 
     def pickup(self, system, commands, label, ready):
@@ -220,6 +221,7 @@ class Runner:
             for process in processes:
                 process.terminate()
         rows = system.pickups()[PICKUP_WARMUP:]
+        self.report.detail(label, jobs=len(rows))
         latencies = [
             (started - enqueued).total_seconds() * 1000 for enqueued, started in rows
         ]
@@ -501,8 +503,9 @@ def main(argv=None):
     report = runner.report
     report.write_json(options.json, meta(options, started, datetime.now(UTC)))
     print(report.table())
+    print("ratio: our median / the baseline's (jobs/s: higher is better; ms: lower)")
     print(
-        f"\nload average at start {load[0]:.2f}, at end {os.getloadavg()[0]:.2f}; "
+        f"load average at start {load[0]:.2f}, at end {os.getloadavg()[0]:.2f}; "
         f"JSON: {options.json}"
     )
     return 1 if report.errors else 0
