@@ -1,0 +1,189 @@
+"""The enqueueing side of the benchmark, run in a subprocess by `bench/run.py`.
+
+    python -m bench.client SYSTEM ACTION [--jobs N] [--task noop] ...
+
+SYSTEM is `ours` (the project's venv, `bench.settings`), `dtdb`
+(django-tasks-db, the baselines' venv, `bench.dtdb_settings`) or `rq` (raw
+RQ, the baselines' venv, no Django). ACTION is one of:
+
+- `single`: enqueue N jobs one at a time, timed;
+- `bulk`: enqueue N jobs with the system's bulk API, timed;
+- `prefill`: enqueue N jobs as fast as possible (bulk where there is one);
+- `pace`: enqueue at `--rate` jobs/s for `--seconds` seconds;
+- `http`: request `/health` and the admin job list (ours only).
+
+Prints one JSON object on its last line of stdout.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+WARMUP = 20  # untimed enqueues first: connections, imports, caches
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.client")
+    parser.add_argument("system", choices=["ours", "dtdb", "rq"])
+    parser.add_argument("action", choices=["single", "bulk", "prefill", "pace", "http"])
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--task", choices=["noop", "sleep10ms"], default="noop")
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--requests", type=int, default=50)
+    options = parser.parse_args(argv)
+    system = {"ours": DjangoSystem, "dtdb": DjangoSystem, "rq": RawRQ}[options.system]
+    result = getattr(system(options), options.action)()
+    print(json.dumps(result))
+
+
+def timed(function, jobs):
+    started = time.perf_counter()
+    function()
+    seconds = time.perf_counter() - started
+    return {"jobs": jobs, "seconds": seconds, "rate": jobs / seconds}
+
+
+def paced(enqueue_one, rate, seconds):
+    """Call `enqueue_one` `rate` times a second for `seconds`, on a schedule."""
+    count = round(rate * seconds)
+    started = time.perf_counter()
+    for i in range(count):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        enqueue_one()
+    return {"jobs": count, "seconds": time.perf_counter() - started}
+
+
+class DjangoSystem:
+    """Our JobsBackend or django-tasks-db: both behind `django.tasks`."""
+
+    def __init__(self, options):
+        import django
+
+        self.options = options
+        django.setup()
+        from bench import djtasks
+
+        self.task = getattr(djtasks, options.task)
+
+    def _warm_up(self):
+        for _ in range(WARMUP):
+            self.task.enqueue()
+
+    def single(self):
+        self._warm_up()
+        jobs = self.options.jobs
+        return timed(lambda: [self.task.enqueue() for _ in range(jobs)], jobs)
+
+    def bulk(self):
+        if not hasattr(self.task, "enqueue_many"):
+            return {"error": "no bulk enqueue API"}
+        self._warm_up()
+        calls = [((), {})] * self.options.jobs
+        return timed(lambda: self.task.enqueue_many(calls), self.options.jobs)
+
+    def prefill(self):
+        from django.db import transaction
+
+        jobs = self.options.jobs
+        if hasattr(self.task, "enqueue_many"):
+            return timed(lambda: self.task.enqueue_many([((), {})] * jobs), jobs)
+        with transaction.atomic():
+            return timed(lambda: [self.task.enqueue() for _ in range(jobs)], jobs)
+
+    def pace(self):
+        return paced(self.task.enqueue, self.options.rate, self.options.seconds)
+
+    def http(self):
+        return http_timings(self.options.requests)
+
+
+def http_timings(requests):
+    """Time `/health` and the admin job list as a superuser, in-process."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench", defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client()
+    client.force_login(user)
+    return {
+        "health": time_requests(client, "/health", requests),
+        "admin_jobs": time_requests(client, "/admin/jobs/job/", requests),
+    }
+
+
+def time_requests(client, path, requests):
+    first = client.get(path)
+    if first.status_code == 404:
+        return {"available": False, "status": 404}
+    if first.status_code >= 500:
+        return {"available": False, "status": first.status_code}
+    for _ in range(2):
+        client.get(path)
+    seconds = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        client.get(path)
+        seconds.append(time.perf_counter() - started)
+    return {"available": True, "status": first.status_code, "seconds": seconds}
+
+
+class RawRQ:
+    """Plain RQ: `Queue.enqueue` of the plain functions in `bench.tasks`."""
+
+    def __init__(self, options):
+        from redis import Redis
+        from rq import Queue
+
+        from bench import tasks
+
+        self.options = options
+        self.connection = Redis.from_url(os.environ["REDIS_URL"])
+        self.queue = Queue("default", connection=self.connection)
+        self.function = getattr(tasks, options.task)
+
+    def _warm_up(self):
+        for _ in range(WARMUP):
+            self.queue.enqueue(self.function)
+
+    def single(self):
+        self._warm_up()
+        jobs = self.options.jobs
+        return timed(
+            lambda: [self.queue.enqueue(self.function) for _ in range(jobs)], jobs
+        )
+
+    def bulk(self):
+        self._warm_up()
+        return timed(self._enqueue_many, self.options.jobs)
+
+    def _enqueue_many(self):
+        from rq import Queue
+
+        calls = [Queue.prepare_data(self.function)] * self.options.jobs
+        with self.connection.pipeline() as pipe:
+            self.queue.enqueue_many(calls, pipeline=pipe)
+            pipe.execute()
+
+    def prefill(self):
+        return timed(self._enqueue_many, self.options.jobs)
+
+    def pace(self):
+        return paced(
+            lambda: self.queue.enqueue(self.function),
+            self.options.rate,
+            self.options.seconds,
+        )
+
+    def http(self):
+        return {"error": "raw RQ has no web pages"}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""What the benchmark runs against: scratch databases, a private Redis,
+the baselines' virtualenv and worker processes.
+
+Nothing here touches a database it did not create or the Redis on 6379.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from importlib.metadata import version
+from pathlib import Path
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+BASELINE_VENV = ROOT / "bench" / ".venv-baselines"
+# django-tasks-db 0.13 is the ORM backend for Django 6.1's `django.tasks`;
+# raw RQ is pinned to the version our project runs, so "the same worker class"
+# is the same code.
+BASELINE_PACKAGES = [
+    "django-tasks-db==0.13.0",
+    f"django=={version('django')}",
+    f"psycopg[binary]=={version('psycopg')}",
+    f"rq=={version('rq')}",
+    f"redis=={version('redis')}",
+]
+
+
+def wait_for(predicate, timeout, message, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:g}s waiting for {message}")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- PostgreSQL -----------------------------------------------------------
+
+
+class Postgres:
+    """Scratch databases on one server, created and dropped by name."""
+
+    def __init__(self, url):
+        self.url = url.rstrip("/")
+
+    def database_url(self, name):
+        return f"{self.url}/{name}"
+
+    def _admin(self, sql):
+        # Connect to `postgres` only for CREATE/DROP DATABASE, never to work in.
+        with psycopg.connect(self.database_url("postgres"), autocommit=True) as conn:
+            conn.execute(sql)
+
+    def create(self, name):
+        self.drop(name)
+        self._admin(f'CREATE DATABASE "{name}"')
+
+    def drop(self, name):
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def connect(self, name):
+        return psycopg.connect(self.database_url(name), autocommit=True)
+
+
+# --- Redis ----------------------------------------------------------------
+
+
+class PrivateRedis:
+    """A redis-server of the benchmark's own on a spare port."""
+
+    def __init__(self, directory):
+        self.port = free_port()
+        self.directory = directory
+        self.process = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self):
+        return redis.Redis(port=self.port, socket_connect_timeout=1)
+
+    def start(self):
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        wait_for(self._answers, 10, "redis-server to start")
+
+    def _answers(self):
+        try:
+            return self.client().ping()
+        except redis.ConnectionError:
+            return False
+
+    def flush(self):
+        self.client().flushall()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+# --- The baselines' virtualenv ---------------------------------------------
+
+
+def baseline_python():
+    return BASELINE_VENV / "bin" / "python"
+
+
+def ensure_baseline_venv(log):
+    """Create `bench/.venv-baselines` with the baselines, unless it is current."""
+    marker = BASELINE_VENV / "bench-packages.txt"
+    wanted = "\n".join(BASELINE_PACKAGES)
+    if marker.exists() and marker.read_text() == wanted:
+        return
+    uv = shutil.which("uv")
+    if uv is None:
+        raise RuntimeError("uv is needed to install the baselines (pip install uv)")
+    # The project's own interpreter, so uv downloads no Python.
+    interpreter = os.path.realpath(sys.executable)
+    log(f"installing baselines into {BASELINE_VENV.relative_to(ROOT)}")
+    subprocess.run(
+        [uv, "venv", "--quiet", "--clear", "--python", interpreter, BASELINE_VENV],
+        check=True,
+    )
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", baseline_python()]
+        + BASELINE_PACKAGES,
+        check=True,
+    )
+    marker.write_text(wanted)
+
+
+# --- Processes ------------------------------------------------------------
+
+
+class Process:
+    """A worker or client subprocess whose output goes to a log file."""
+
+    def __init__(self, command, env, log_path):
+        self.log_path = log_path
+        self.log = open(log_path, "w+")  # noqa: SIM115 (closed in stop)
+        self.started = time.time()
+        self.popen = subprocess.Popen(
+            [str(part) for part in command],
+            env=env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its children (work horses) go with it
+        )
+
+    def output(self):
+        self.log.flush()
+        return Path(self.log_path).read_text(errors="replace")
+
+    def wait(self, timeout):
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TimeoutError(
+                f"{self.popen.args[:4]} still running after {timeout:g}s; "
+                f"log: {self.log_path}"
+            ) from None
+
+    def terminate(self, timeout=20):
+        """SIGTERM (warm shutdown), then SIGKILL the group if it lingers."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.close()
+
+    def kill(self):
+        with suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+        self.close()
+
+    def close(self):
+        if not self.log.closed:
+            self.log.close()
+
+
+def run_json(command, env, log_path, timeout=600):
+    """Run a client command and return the JSON on its last stdout line."""
+    import json
+
+    with open(log_path, "w") as log:
+        done = subprocess.run(
+            [str(part) for part in command],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            timeout=timeout,
+        )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"{' '.join(map(str, command[:5]))} exited {done.returncode}; "
+            f"see {log_path}"
+        )
+    return json.loads(lines[-1])

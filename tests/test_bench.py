@@ -1,0 +1,93 @@
+"""The benchmark harness runs end to end (`bench/run.py --quick`).
+
+A smoke test only: it proves the script works and reports every figure. It
+asserts nothing about speed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+
+from .helpers import ROOT
+
+# The quick run drains with one worker; the 1M-row pages are left out.
+EXPECTED = [
+    "enqueue.rq.single",
+    "enqueue.dtdb.single",
+    "enqueue.rq.bulk",
+    *(
+        f"enqueue.{path}.{how}"
+        for path in ("ours_db", "ours_redis")
+        for how in ("single", "bulk")
+    ),
+    *(
+        f"drain.{path}.{task}.1w"
+        for path in ("dtdb", "ours_db")
+        for task in ("noop", "sleep10ms")
+    ),
+    *(
+        f"drain.{path}.{kind}.{task}.1w"
+        for path in ("rq", "ours_rq")
+        for kind in ("fork", "simple")
+        for task in ("noop", "sleep10ms")
+    ),
+    *(
+        f"pickup.{path}.{q}"
+        for path in (
+            "dtdb",
+            "ours_db",
+            "rq.simple",
+            "ours_rq.simple",
+            "rq.fork",
+            "ours_rq.fork",
+        )
+        for q in ("p50", "p99")
+    ),
+]
+
+
+def server_url():
+    """The test database's server, where the harness makes its own databases."""
+    db = connection.settings_dict
+    user = f"{db['USER']}@" if db.get("USER") else ""
+    return f"postgres://{user}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+
+
+@pytest.mark.timeout(400)
+def test_quick_run__writes_every_figure_with_a_value(postgres_only, tmp_path):
+    output = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/run.py",
+            "--quick",
+            "--json",
+            str(output),
+            "--postgres",
+            server_url(),
+            "--db-prefix",
+            f"bench_t{os.getpid()}",
+            "--logs",
+            str(tmp_path / "logs"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=380,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(output.read_text())
+
+    assert results["errors"] == []
+    assert sorted(results["figures"]) == sorted(EXPECTED)
+    for name, figure in results["figures"].items():
+        assert len(figure["values"]) == 1, name
+        assert figure["median"] > 0, name
+    assert results["figures"]["drain.ours_db.noop.1w"]["baseline"] == (
+        "drain.dtdb.noop.1w"
+    )
+    assert "drain.ours_db.noop.1w" in done.stdout  # the table
