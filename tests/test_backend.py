@@ -16,6 +16,7 @@ from django.tasks.signals import task_enqueued
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from jobs.backend import PUBLIC_STATUS
 from jobs.exceptions import InvalidTaskArguments
 from jobs.models import Job, JobStatus
 from tests.testapp import tasks
@@ -214,3 +215,7 @@ def test_enqueue_many__a_bad_argument_stores_nothing():
         tasks.add.enqueue_many([((1, 2), {}), ((1, object()), {})])
 
     assert not Job.objects.exists()
+
+
+def test_every_job_status_maps_to_a_django_status():
+    assert set(PUBLIC_STATUS) == set(JobStatus)
