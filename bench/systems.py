@@ -51,11 +51,39 @@ class System:
         return run_json(command, self.client_env(), log)
 
 
-class Ours(System):
+class ResultTable(System):
+    """A system that keeps one row per job with status and timestamps."""
+
+    table = None  # subclasses name their result table
+
+    def _query(self, sql):
+        with self.runner.postgres.connect(self.database) as conn:
+            return conn.execute(sql).fetchall()
+
+    def window(self):
+        (row,) = self._query(
+            f"SELECT count(*), min(started_at), max(finished_at) FROM {self.table} "
+            "WHERE status = 'SUCCESSFUL'"
+        )
+        return Window(*row)
+
+    def finished(self):
+        return self.window().count
+
+    def pickups(self):
+        """(enqueued_at, started_at) of every started job, oldest first."""
+        return self._query(
+            f"SELECT enqueued_at, started_at FROM {self.table} "
+            "WHERE started_at IS NOT NULL ORDER BY enqueued_at"
+        )
+
+
+class Ours(ResultTable):
     """Our job system: `jobworker` (database path) and `rqworker` (RQ path)."""
 
     name = "ours"
     python = sys.executable
+    table = "jobs_job"
     tables = ("jobs_job", "jobs_workerprocess", "jobs_lease")
 
     def __init__(self, runner, database, redis_on=False):
@@ -100,27 +128,6 @@ class Ours(System):
         command += ["--worker-class", f"jobs.redis_queue.{worker_class}"]
         return [*command, "--burst"] if burst else command
 
-    def _query(self, sql):
-        with self.runner.postgres.connect(self.database) as conn:
-            return conn.execute(sql).fetchall()
-
-    def window(self):
-        (row,) = self._query(
-            "SELECT count(*), min(started_at), max(finished_at) FROM jobs_job "
-            "WHERE status = 'SUCCESSFUL'"
-        )
-        return Window(*row)
-
-    def finished(self):
-        return self.window().count
-
-    def pickups(self):
-        """(enqueued_at, started_at) of every started job, oldest first."""
-        return self._query(
-            "SELECT enqueued_at, started_at FROM jobs_job "
-            "WHERE started_at IS NOT NULL ORDER BY enqueued_at"
-        )
-
     def workers_ready(self, count):
         if self.redis_on:
             return self.runner.redis.client().scard("rq:workers") >= count
@@ -128,7 +135,7 @@ class Ours(System):
         return row[0] >= count
 
 
-class DjangoTasksDB(System):
+class DjangoTasksDB(ResultTable):
     """django-tasks-db's `db_worker`, a minimal project in the baselines' venv."""
 
     name = "dtdb"
@@ -160,26 +167,6 @@ class DjangoTasksDB(System):
         command = [self.python, "-m", "django", "db_worker", "--no-startup-delay"]
         command.append("--no-reload")
         return [*command, "--batch"] if burst else command
-
-    def _query(self, sql):
-        with self.runner.postgres.connect(self.database) as conn:
-            return conn.execute(sql).fetchall()
-
-    def window(self):
-        (row,) = self._query(
-            f"SELECT count(*), min(started_at), max(finished_at) FROM {self.table} "
-            "WHERE status = 'SUCCESSFUL'"
-        )
-        return Window(*row)
-
-    def finished(self):
-        return self.window().count
-
-    def pickups(self):
-        return self._query(
-            f"SELECT enqueued_at, started_at FROM {self.table} "
-            "WHERE started_at IS NOT NULL ORDER BY enqueued_at"
-        )
 
     def workers_ready(self, count, processes):
         return all("Starting worker" in p.output() for p in processes)
