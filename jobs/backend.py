@@ -119,17 +119,40 @@ def task_result(job, backend_alias, task=None):
         args=job.args,
         kwargs=job.kwargs,
         backend=backend_alias,
-        errors=[
-            TaskError(
-                exception_class_path=error["exception_class_path"],
-                traceback=error["traceback"],
-            )
-            for error in job.errors
-        ],
+        errors=task_errors(job),
         worker_ids=list(job.worker_ids),
     )
     object.__setattr__(result, "_return_value", job.return_value)
     return result
+
+
+def update_task_result(result, job):
+    """Bring a TaskResult up to date with its row, as `TaskResult.refresh()`
+    does, without rebuilding it (its task and arguments do not change)."""
+    changes = {
+        "status": PUBLIC_STATUS[job.status],
+        "enqueued_at": job.enqueued_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "last_attempted_at": job.last_attempted_at,
+        "errors": task_errors(job),
+        "worker_ids": list(job.worker_ids),
+        "_return_value": job.return_value,
+    }
+    for name, value in changes.items():
+        object.__setattr__(result, name, value)
+    return result
+
+
+def task_errors(job):
+    """Return Django's TaskErrors for the errors recorded on a job row."""
+    return [
+        TaskError(
+            exception_class_path=error["exception_class_path"],
+            traceback=error["traceback"],
+        )
+        for error in job.errors
+    ]
 
 
 def _json_argument(task, label, value):

@@ -30,7 +30,13 @@ from django.utils.crypto import get_random_string
 from django.utils.json import normalize_json
 
 from . import conf, dispatch
-from .backend import JobsBackend, bind_task, resolve_task, task_result
+from .backend import (
+    JobsBackend,
+    bind_task,
+    resolve_task,
+    task_result,
+    update_task_result,
+)
 from .exceptions import JobCancelled, JobTimeout, TaskNotFound, WorkerLost
 from .log import log_event
 from .models import Job, JobStatus, JSONAppend, JSONPopLast
@@ -495,7 +501,7 @@ def announce(outcome, event):
     level = logging.INFO if outcome.succeeded else logging.WARNING
     log_event(event, job, level=level, **extra)
     if outcome.result is not None:
-        result = task_result(job, outcome.result.backend, task=outcome.task)
+        result = update_task_result(outcome.result, job)
         task_finished.send(sender=JobsBackend, task_result=result)
 
 
