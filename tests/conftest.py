@@ -3,9 +3,10 @@ import os
 import pytest
 from django.db import connection
 
+from bench.services import PrivateRedis
 from jobs.conf import rq_queues
 
-from .helpers import FAST_SETTINGS, ROOT, CommandProcess, RedisServer
+from .helpers import FAST_SETTINGS, ROOT, CommandProcess
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -61,7 +62,7 @@ def start_worker():
 
 @pytest.fixture
 def redis_server(tmp_path):
-    server = RedisServer(tmp_path)
+    server = PrivateRedis(tmp_path)
     server.start()
     yield server
     server.stop()

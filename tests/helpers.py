@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -10,7 +9,6 @@ from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
-import redis
 from django.db import connection
 from django.utils import timezone
 
@@ -124,61 +122,6 @@ class CommandProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
         self.log.close()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of the test's own, on a spare port, to stop and flush."""
-
-    def __init__(self, directory):
-        self.port = free_port()
-        self.directory = directory
-        self.process = None
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self):
-        return redis.Redis(port=self.port, socket_connect_timeout=1)
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_for(self._answers, timeout=10, message="redis-server to start")
-
-    def _answers(self):
-        try:
-            return self.client().ping()
-        except redis.ConnectionError:
-            return False
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-    def flushall(self):
-        self.client().flushall()
 
 
 def job_of(result):

@@ -12,7 +12,9 @@ import yaml
 from django.core.management import get_commands
 from django.urls import resolve
 
-from .helpers import ROOT, database_url, free_port, wait_for
+from bench.services import free_port
+
+from .helpers import ROOT, database_url, wait_for
 
 PRODUCTION_ENV = {
     "DJANGO_ENV": "production",

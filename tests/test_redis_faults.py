@@ -56,7 +56,7 @@ def test_flushall_after_enqueue__jobs_are_pushed_again(redis_server, start_rqwor
         results = [tasks.record_run.enqueue(f"flushed-{i}") for i in range(20)]
     assert redis_server.client().llen("rq:queue:default") == 20
 
-    redis_server.flushall()
+    redis_server.flush()  # FLUSHALL
     worker = start_rqworker()
 
     wait_for(lambda: all_succeeded(results), timeout=30, message="re-dispatch")
