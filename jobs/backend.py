@@ -1,6 +1,7 @@
 """The Django Tasks backend: every enqueued task becomes a `jobs.Job` row."""
 
 import json
+import logging
 from dataclasses import dataclass, fields, replace
 from uuid import UUID
 
@@ -257,7 +258,9 @@ class JobsBackend(BaseTaskBackend):
     def _announce(self, task, job):
         result = task_result(job, self.alias, task=task)
         task_enqueued.send(type(self), task_result=result)
-        log_event("enqueued", job, run_after=job.run_after.isoformat())
+        log_event(
+            "enqueued", job, level=logging.DEBUG, run_after=job.run_after.isoformat()
+        )
         return result
 
     def get_result(self, result_id):

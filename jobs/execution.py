@@ -20,7 +20,7 @@ from inspect import iscoroutinefunction
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Case, DateTimeField, F, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.tasks import TaskContext
@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.json import normalize_json
 
-from . import conf, dispatch
+from . import conf, dispatch, postgres
 from .backend import (
     JobsBackend,
     bind_task,
@@ -54,6 +54,10 @@ def lease_expiry(now):
     return now + timedelta(seconds=conf.get("JOB_LEASE_SECONDS"))
 
 
+def on_postgresql():
+    return connections[Job.objects.db].vendor == "postgresql"
+
+
 # --- Transitions ----------------------------------------------------------
 
 
@@ -64,6 +68,12 @@ def claim(queues, limit, worker_id, token, job_id=None):
     `token` and a fresh lease. Returns the claimed jobs, highest priority first.
     """
     now = timezone.now()
+    if on_postgresql():
+        jobs = postgres.claim(
+            queues, limit, worker_id, token, now, lease_expiry(now), job_id=job_id
+        )
+        jobs.sort(key=lambda job: (-job.priority, job.run_after))
+        return jobs
     candidates = Job.objects.claimable(queues, now)
     if job_id is not None:
         candidates = candidates.filter(pk=job_id)
@@ -145,10 +155,25 @@ def report_progress(job, percent, message=""):
 def record_successes(outcomes):
     """RUNNING -> SUCCESSFUL (CANCELLED if asked to) for many jobs in one UPDATE.
 
-    Return the rows as recorded.
+    Return {job id: status recorded} of the rows this worker still held.
     """
     if not outcomes:
-        return []
+        return {}
+    if on_postgresql():
+        recorded = postgres.record_successes(outcomes, json.dumps)
+    else:
+        recorded = record_successes_with_orm(outcomes)
+    if len(recorded) < len(outcomes):
+        logger.warning(
+            "%d of %d finished jobs had been moved by someone else; "
+            "their results were not recorded",
+            len(outcomes) - len(recorded),
+            len(outcomes),
+        )
+    return recorded
+
+
+def record_successes_with_orm(outcomes):
     return_value = Job._meta.get_field("return_value")
     values = {
         "status": unless_cancel_requested(JobStatus.SUCCESSFUL),
@@ -170,14 +195,7 @@ def record_successes(outcomes):
         status=JobStatus.RUNNING,
         lease_token__in={o.job.lease_token for o in outcomes},
     ).update_returning(**values)
-    if len(recorded) < len(outcomes):
-        logger.warning(
-            "%d of %d finished jobs had been moved by someone else; "
-            "their results were not recorded",
-            len(outcomes) - len(recorded),
-            len(outcomes),
-        )
-    return recorded
+    return {job.pk: job.status for job in recorded}
 
 
 def record_failure(outcome):
@@ -423,7 +441,7 @@ def run(job, backend_alias="default", guard=None):
         outcome.task = bind_task(resolve_task(job.task_path), job, backend_alias)
         outcome.result = task_result(job, backend_alias, task=outcome.task)
         task_started.send(sender=JobsBackend, task_result=outcome.result)
-        log_event("started", job)
+        log_event("started", job, level=logging.DEBUG)
         with guard(outcome.task) if guard else nullcontext():
             value = call_task(outcome.task, outcome.result, job)
         outcome.value = json_return_value(value)
@@ -470,7 +488,7 @@ def json_return_value(value):
 def finish(outcomes):
     """Record finished runs (successes in one batch) and announce them."""
     successes = [o for o in outcomes if o.succeeded]
-    recorded = {job.pk: job.status for job in record_successes(successes)}
+    recorded = record_successes(successes)
     for outcome in successes:
         outcome.job.status = recorded.get(outcome.job.pk, JobStatus.SUCCESSFUL)
         outcome.job.finished_at = outcome.finished_at

@@ -286,9 +286,12 @@ class Worker:
         """
         while True:
             try:
-                self._unrecorded.append(self.done.get_nowait())
+                outcome = self.done.get_nowait()
             except queue.Empty:
                 break
+            # Its thread is free at once; only the write waits for company.
+            self.running.pop(outcome.job.pk, None)
+            self._unrecorded.append(outcome)
         if not self._unrecorded:
             return
         first_done = self._unrecorded[0].finished
@@ -296,8 +299,6 @@ class Worker:
         if not (force or due or len(self._unrecorded) >= self.ack_batch):
             return
         execution.finish(self._unrecorded)
-        for outcome in self._unrecorded:
-            self.running.pop(outcome.job.pk, None)
         self.stats.finished += len(self._unrecorded)
         self._unrecorded = []
 
@@ -321,7 +322,8 @@ class Worker:
     def _housekeeping(self):
         now = time.monotonic()
         if now >= self._next_heartbeat:
-            held = [r.job for r in self.running.values()] + list(self.buffer)
+            held = [r.job for r in self.running.values()]
+            held += [o.job for o in self._unrecorded] + list(self.buffer)
             execution.renew_leases(held)
             if not heartbeat.beat(self.worker_id):
                 self._register()

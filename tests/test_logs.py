@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_lifecycle_events__one_json_line_each_with_the_job_fields(caplog):
-    with caplog.at_level(logging.INFO, logger="jobs"):
+    with caplog.at_level(logging.DEBUG, logger="jobs"):
         ok = tasks.add.enqueue(1, 2)
         bad = tasks.always_fail.using(max_attempts=1).enqueue()
         run_worker()
@@ -26,6 +26,13 @@ def test_lifecycle_events__one_json_line_each_with_the_job_fields(caplog):
     ]
     events = {(line["job"]["id"], line["job"]["event"]) for line in lines}
     assert {(ok.id, "enqueued"), (ok.id, "started"), (ok.id, "succeeded")} <= events
+    # At INFO a job that succeeds at once is one line: its end, with a duration.
+    info = [
+        line["job"]["event"]
+        for line in lines
+        if line["job"]["id"] == ok.id and line["level"] != "DEBUG"
+    ]
+    assert info == ["succeeded"]
     assert (bad.id, "failed") in events
     succeeded = next(
         line["job"] for line in lines if line["job"]["event"] == "succeeded"

@@ -1,0 +1,107 @@
+"""The hot path on PostgreSQL: the claim and the batched success, as SQL.
+
+The ORM builds these statements in `execution` on every database; on
+PostgreSQL, which production runs, compiling them cost more CPU per job than
+running them (a no-op job spent most of its time in the ORM's compiler). So
+the two statements every job passes through are written here once, as SQL,
+and each is one round trip in autocommit. They mean exactly what the ORM
+versions in `execution` mean; the test suite runs both.
+"""
+
+from django.db import connections
+
+from .models import Job
+
+# One statement: lock up to `limit` due rows, skipping rows other claimers
+# hold, and move them to RUNNING. MATERIALIZED makes PostgreSQL run the
+# SELECT once; inlined as `id IN (SELECT ...)` it may run it again and
+# claim more than `limit` rows under concurrency.
+CLAIM = """
+WITH picked AS MATERIALIZED (
+    SELECT id FROM jobs_job
+    WHERE status = 'READY' AND run_after <= %(now)s {filters}
+    ORDER BY priority DESC, run_after
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs_job AS job SET
+    status = 'RUNNING',
+    attempts = job.attempts + 1,
+    worker_ids = job.worker_ids || jsonb_build_array(%(worker_id)s::text),
+    started_at = COALESCE(job.started_at, %(now)s),
+    last_attempted_at = %(now)s,
+    lease_token = %(token)s,
+    lease_expires_at = %(expires)s
+FROM picked
+WHERE job.id = picked.id AND job.status = 'READY'
+RETURNING job.*
+"""
+
+# One statement for a batch of finished runs, each guarded on the lease
+# token it was claimed with. A row whose cancel was requested ends CANCELLED.
+SUCCEED = """
+UPDATE jobs_job AS job SET
+    status = CASE WHEN job.cancel_requested
+        THEN 'CANCELLED' ELSE 'SUCCESSFUL' END,
+    finished_at = done.finished_at,
+    return_value = done.return_value,
+    lease_expires_at = NULL
+FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::jsonb[])
+    AS done(id, token, finished_at, return_value)
+WHERE job.id = done.id AND job.status = 'RUNNING' AND job.lease_token = done.token
+RETURNING job.id, job.status
+"""
+
+
+def claim(queues, limit, worker_id, token, now, expires, job_id=None):
+    """Claim up to `limit` due jobs in one statement; return them as jobs."""
+    filters = ""
+    params = {
+        "now": now,
+        "limit": limit,
+        "worker_id": worker_id,
+        "token": token,
+        "expires": expires,
+    }
+    if queues is not None:
+        filters += " AND queue_name = ANY(%(queues)s)"
+        params["queues"] = list(queues)
+    if job_id is not None:
+        filters += " AND id = %(job_id)s"
+        params["job_id"] = job_id
+    connection = connections[Job.objects.db]
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM.format(filters=filters), params)
+        return jobs_from(cursor, connection)
+
+
+def record_successes(outcomes, encode):
+    """Record successful runs in one statement; return {id: status recorded}."""
+    params = [
+        [o.job.pk for o in outcomes],
+        [o.job.lease_token for o in outcomes],
+        [o.finished_at for o in outcomes],
+        [None if o.value is None else encode(o.value) for o in outcomes],
+    ]
+    with connections[Job.objects.db].cursor() as cursor:
+        cursor.execute(SUCCEED, params)
+        return dict(cursor.fetchall())
+
+
+def jobs_from(cursor, connection):
+    """Build jobs from the rows of `RETURNING job.*`, as the ORM would."""
+    names = [column.name for column in cursor.description]
+    fields = [Job._meta.get_field(name) for name in names]
+    convert = [
+        (i, field.from_db_value)
+        for i, field in enumerate(fields)
+        if hasattr(field, "from_db_value")
+    ]
+    attnames = [field.attname for field in fields]
+    jobs = []
+    for row in cursor.fetchall():
+        row = list(row)
+        for i, from_db_value in convert:
+            row[i] = from_db_value(row[i], None, connection)
+        jobs.append(Job.from_db(connection.alias, attnames, row))
+    return jobs
