@@ -63,7 +63,12 @@ def claim(queues, limit, worker_id, token, now, expires, job_id=None):
         "token": token,
         "expires": expires,
     }
-    if queues is not None:
+    if queues is not None and len(queues) == 1:
+        # `=` lets the claim index return rows in order; `= ANY(...)` makes
+        # PostgreSQL read and sort every due row (5 ms at 10,000 rows).
+        filters += " AND queue_name = %(queue)s"
+        params["queue"] = next(iter(queues))
+    elif queues is not None:
         filters += " AND queue_name = ANY(%(queues)s)"
         params["queues"] = list(queues)
     if job_id is not None:
