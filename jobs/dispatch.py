@@ -90,7 +90,9 @@ def enqueue(pipe, client, job, now):
     queue = Queue(rq_queue_name(job.queue_name, job.priority), connection=client)
     options = {
         "job_id": rq_job_id(job),
-        "result_ttl": 0,  # the row keeps the result; RQ forgets the job at once
+        # The row keeps the result. RQ keeps its finished job a minute: deleting
+        # it at once cost RQ a quarter of its time per job.
+        "result_ttl": conf.get("JOB_RQ_RESULT_TTL"),
         "failure_ttl": 86_400,
         "description": f"{job.task_path} {job.pk}",
         "pipeline": pipe,

@@ -8,6 +8,8 @@ and each is one round trip in autocommit. They mean exactly what the ORM
 versions in `execution` mean; the test suite runs both.
 """
 
+from functools import cache
+
 from django.db import connections
 
 from .models import Job
@@ -34,7 +36,7 @@ UPDATE jobs_job AS job SET
     lease_expires_at = %(expires)s
 FROM picked
 WHERE job.id = picked.id AND job.status = 'READY'
-RETURNING job.*
+RETURNING {columns}
 """
 
 # One statement for a batch of finished runs, each guarded on the lease
@@ -76,8 +78,14 @@ def claim(queues, limit, worker_id, token, now, expires, job_id=None):
         params["job_id"] = job_id
     connection = connections[Job.objects.db]
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM.format(filters=filters), params)
-        return jobs_from(cursor, connection)
+        cursor.execute(claim_sql(filters), params)
+        return jobs_from(cursor.fetchall(), connection)
+
+
+@cache
+def claim_sql(filters):
+    columns = ", ".join(f"job.{field.column}" for field in Job._meta.concrete_fields)
+    return CLAIM.format(filters=filters, columns=columns)
 
 
 def record_successes(outcomes, encode):
@@ -93,18 +101,17 @@ def record_successes(outcomes, encode):
         return dict(cursor.fetchall())
 
 
-def jobs_from(cursor, connection):
-    """Build jobs from the rows of `RETURNING job.*`, as the ORM would."""
-    names = [column.name for column in cursor.description]
-    fields = [Job._meta.get_field(name) for name in names]
+def jobs_from(rows, connection):
+    """Build jobs from rows of every concrete field in order, as the ORM would."""
+    fields = Job._meta.concrete_fields
+    attnames = [field.attname for field in fields]
     convert = [
         (i, field.from_db_value)
         for i, field in enumerate(fields)
         if hasattr(field, "from_db_value")
     ]
-    attnames = [field.attname for field in fields]
     jobs = []
-    for row in cursor.fetchall():
+    for row in rows:
         row = list(row)
         for i, from_db_value in convert:
             row[i] = from_db_value(row[i], None, connection)

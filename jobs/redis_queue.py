@@ -8,7 +8,9 @@ the scheduler (for delays and retries) and our maintenance (rescue, re-dispatch)
 """
 
 import logging
+import os
 import threading
+import time
 from contextlib import contextmanager
 from uuid import UUID
 
@@ -51,7 +53,7 @@ def execute(job_id):
     if not claimed:
         return skip(job_id)
     job = claimed[0]
-    with LeaseKeeper(job):
+    with lease_keeper.holding(job):
         outcome = execution.run(job, guard=rq_timeout_as_job_timeout)
     execution.finish([outcome])
     return "succeeded" if outcome.succeeded else "failed"
@@ -78,31 +80,49 @@ def rq_timeout_as_job_timeout(task):
 
 
 class LeaseKeeper:
-    """Renew a running job's lease from a thread, as the database worker does."""
+    """Renew the leases of the jobs this process runs, from one thread.
 
-    def __init__(self, job):
-        self.job = job
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._renew, daemon=True)
+    One thread per process, started with the first job, not one per job: a
+    thread start cost more than a no-op job. A forked work horse starts its
+    own (threads do not survive a fork).
+    """
 
-    def __enter__(self):
-        self.thread.start()
-        return self
+    def __init__(self):
+        self.held = {}  # job pk -> job
+        self.lock = threading.Lock()
+        self.pid = None
 
-    def __exit__(self, *exc_info):
-        self.stopped.set()
-        self.thread.join()
-
-    def _renew(self):
-        interval = conf.get("JOB_LEASE_SECONDS") / 3
+    @contextmanager
+    def holding(self, job):
+        with self.lock:
+            if self.pid != os.getpid():
+                self.pid = os.getpid()
+                threading.Thread(
+                    target=self._renew_forever, name="job-leases", daemon=True
+                ).start()
+            self.held[job.pk] = job
         try:
-            while not self.stopped.wait(interval):
-                try:
-                    execution.renew_leases([self.job])
-                except DatabaseError as e:
-                    logger.warning("could not renew lease of %s: %s", self.job.pk, e)
+            yield
         finally:
-            connections.close_all()  # this thread's own connection, if it made one
+            with self.lock:
+                self.held.pop(job.pk, None)
+
+    def _renew_forever(self):
+        interval = conf.get("JOB_LEASE_SECONDS") / 3
+        while True:
+            time.sleep(interval)
+            with self.lock:
+                jobs = list(self.held.values())
+            try:
+                execution.renew_leases(jobs)
+            except DatabaseError as e:
+                logger.warning(
+                    "could not renew the leases of %d jobs: %s", len(jobs), e
+                )
+                close_old_connections()
+
+
+lease_keeper = LeaseKeeper()
 
 
 class Maintainer(threading.Thread):
@@ -206,8 +226,23 @@ class JobsWorker(JobsWorkerMixin, Worker):
 class JobsSimpleWorker(JobsWorkerMixin, SimpleWorker):
     """RQ's non-forking worker: faster, jobs share the worker's process."""
 
+    connections_checked = 0.0
+
     def perform_job(self, job, queue):
         try:
             return super().perform_job(job, queue)
         finally:
+            self.tidy_connections()
+
+    def tidy_connections(self):
+        """Drop broken or expired database connections between jobs.
+
+        At once after a database error; otherwise at most once a second, as
+        with CONN_HEALTH_CHECKS every `close_old_connections()` makes the
+        next query ask the server `SELECT 1` first, a round trip per job.
+        """
+        now = time.monotonic()
+        failed = any(c.errors_occurred for c in connections.all(initialized_only=True))
+        if failed or now - self.connections_checked >= 1.0:
             close_old_connections()
+            self.connections_checked = now
