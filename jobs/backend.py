@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass, fields, replace
 from uuid import UUID
 
+from django.db import connections
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
@@ -14,7 +15,7 @@ from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
-from . import conf, dispatch
+from . import conf, dispatch, postgres
 from .exceptions import InvalidTaskArguments, JobQueueDisabled, TaskNotFound
 from .log import log_event
 from .models import Job, JobStatus
@@ -196,6 +197,18 @@ def parse_job_id(result_id):
         raise TaskResultDoesNotExist(f"{result_id!r} is not a job id.") from None
 
 
+def insert(jobs, batch_size=10_000):
+    """INSERT new job rows in the caller's transaction, in few statements."""
+    if connections[Job.objects.db].vendor != "postgresql":
+        Job.objects.bulk_create(jobs, batch_size=1000)
+        return
+    for start in range(0, len(jobs), batch_size):
+        postgres.insert_jobs(jobs[start : start + batch_size])
+    for job in jobs:
+        job._state.adding = False
+        job._state.db = Job.objects.db
+
+
 class JobsBackend(BaseTaskBackend):
     """Store each task as a `jobs.Job` row in the caller's transaction."""
 
@@ -223,22 +236,23 @@ class JobsBackend(BaseTaskBackend):
         refuse_when_disabled(task)
         self.validate_task(task)
         job = self._new_job(task, args, kwargs, timezone.now())
-        job.save(force_insert=True)
-        dispatch.ring([job])
+        insert([job])
+        dispatch.ring([job], inserted=True)
         return self._announce(task, job)
 
     def enqueue_many(self, task, calls):
         """Enqueue one job per `(args, kwargs)` in `calls`, all at once.
 
-        One INSERT (in batches of 1,000) and one doorbell for all of them: the
+        One INSERT (per 10,000 jobs) and one doorbell for all of them: the
         way to enqueue thousands of jobs. Returns their TaskResults, in order.
         """
         refuse_when_disabled(task)
         self.validate_task(task)
         now = timezone.now()
-        jobs = [self._new_job(task, args, kwargs, now) for args, kwargs in calls]
-        Job.objects.bulk_create(jobs, batch_size=1000)
-        dispatch.ring(jobs)
+        make = self._job_maker(task, now)
+        jobs = [make(args, kwargs) for args, kwargs in calls]
+        insert(jobs)
+        dispatch.ring(jobs, inserted=True)
         return [self._announce(task, job) for job in jobs]
 
     def _new_job(self, task, args, kwargs, now):
@@ -254,6 +268,35 @@ class JobsBackend(BaseTaskBackend):
             enqueued_at=now,
             run_after=task.run_after or now,
         )
+
+    def _job_maker(self, task, now):
+        """Return a function making jobs of `task` fast, for many at once.
+
+        The fields every job shares are worked out once; each job is built
+        from positional values (Django's fast path) with fresh mutable
+        defaults and its own id.
+        """
+        template = self._new_job(task, (), {}, now)
+        fields = Job._meta.concrete_fields
+        values = [getattr(template, field.attname) for field in fields]
+        fresh = [
+            (i, field.default)
+            for i, field in enumerate(fields)
+            if field.has_default()
+            and callable(field.default)
+            and field.name not in {"enqueued_at", "run_after"}
+        ]
+        at = {field.name: i for i, field in enumerate(fields)}
+
+        def make(args, kwargs):
+            args, kwargs = json_arguments(task, args, kwargs)
+            row = values.copy()
+            for i, default in fresh:
+                row[i] = default()
+            row[at["args"]], row[at["kwargs"]] = args, kwargs
+            return Job(*row)
+
+        return make
 
     def _announce(self, task, job):
         result = task_result(job, self.alias, task=task)

@@ -47,13 +47,17 @@ def redis_enabled():
     return bool(settings.REDIS_URL)
 
 
-def ring(jobs):
-    """Tell workers that `jobs` are READY: NOTIFY now, push to RQ on commit."""
+def ring(jobs, inserted=False):
+    """Tell workers that `jobs` are READY: NOTIFY now, push to RQ on commit.
+
+    `inserted`: the jobs were just inserted, and on PostgreSQL the INSERT's
+    own trigger (migration 0004) sent the NOTIFY.
+    """
     jobs = list(jobs)
     if not jobs:
         return
     db = Job.objects.db
-    if connections[db].vendor == "postgresql":
+    if connections[db].vendor == "postgresql" and not inserted:
         notify({job.queue_name for job in jobs}, db)
     if redis_enabled():
         transaction.on_commit(partial(push, jobs), using=db)

@@ -1,16 +1,19 @@
-"""The hot path on PostgreSQL: the claim and the batched success, as SQL.
+"""The hot path on PostgreSQL: enqueue, claim and success, as SQL.
 
 The ORM builds these statements in `execution` on every database; on
 PostgreSQL, which production runs, compiling them cost more CPU per job than
-running them (a no-op job spent most of its time in the ORM's compiler). So
-the two statements every job passes through are written here once, as SQL,
-and each is one round trip in autocommit. They mean exactly what the ORM
+running them (a no-op job spent most of its time in the ORM's compiler, and
+`bulk_create` most of its time preparing each value of each row). So the
+statements every job passes through are written here, as SQL, and each is
+one round trip. They mean exactly what the ORM
 versions in `execution` mean; the test suite runs both.
 """
 
+import json
 from functools import cache
 
 from django.db import connections
+from django.db.models import JSONField
 
 from .models import Job
 
@@ -117,3 +120,44 @@ def jobs_from(rows, connection):
             row[i] = from_db_value(row[i], None, connection)
         jobs.append(Job.from_db(connection.alias, attnames, row))
     return jobs
+
+
+def insert_jobs(jobs):
+    """INSERT new jobs in one statement, as `bulk_create` would.
+
+    A column whose value is the same in every row (the task, queue, times of
+    a bulk enqueue) is sent once; the others as one array each, unnested.
+    """
+    connection = connections[Job.objects.db]
+    columns, values, arrays = [], [], []
+    params, array_params = [], []  # the SELECT list's, then unnest's
+    for field in Job._meta.concrete_fields:
+        column = [getattr(job, field.attname) for job in jobs]
+        cast = field.db_type(connection)
+        columns.append(connection.ops.quote_name(field.column))
+        if all(value == column[0] for value in column):
+            values.append(f"%s::{cast}")
+            params.append(json_or_none(column[0]) if is_json(field) else column[0])
+        else:
+            if is_json(field):
+                column = [json_or_none(value) for value in column]
+            values.append(f"u.c{len(arrays)}")
+            arrays.append(f"%s::{cast}[]")
+            array_params.append(column)
+    names = ", ".join(f"c{i}" for i in range(len(arrays)))
+    source = f" FROM unnest({', '.join(arrays)}) AS u({names})" if arrays else ""
+    sql = (
+        f"INSERT INTO {Job._meta.db_table} ({', '.join(columns)}) "  # noqa: S608 (names from the model)
+        f"SELECT {', '.join(values)}{source}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params + array_params)
+
+
+def is_json(field):
+    return isinstance(field, JSONField)
+
+
+def json_or_none(value):
+    """JSON text for a jsonb column; None stays SQL NULL, as Django stores it."""
+    return None if value is None else json.dumps(value)

@@ -200,14 +200,70 @@ def test_enqueue_many__one_insert_for_all_rows():
         results = tasks.add.enqueue_many(calls)
 
     verbs = [query["sql"].split()[0] for query in queries.captured_queries]
-    # One INSERT; on PostgreSQL one NOTIFY for the queue as well.
-    assert verbs in (["INSERT"], ["INSERT", "SELECT"])
+    # One INSERT; on PostgreSQL its trigger sends the NOTIFY.
+    assert verbs == ["INSERT"]
 
     assert [r.args for r in results] == [[i, i] for i in range(50)]
     assert Job.objects.filter(status=JobStatus.READY).count() == 50
     assert {str(pk) for pk in Job.objects.values_list("pk", flat=True)} == {
         r.id for r in results
     }
+
+
+def test_enqueue__one_statement():
+    with CaptureQueriesContext(connection) as queries:
+        tasks.add.enqueue(1, 2)
+
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
+
+
+def row_fields(job):
+    ignored = {"id", "args", "kwargs", "enqueued_at", "run_after"}
+    return {
+        field.attname: getattr(job, field.attname)
+        for field in Job._meta.concrete_fields
+        if field.attname not in ignored
+    }
+
+
+def test_enqueue_many__writes_the_rows_enqueue_writes():
+    when = timezone.now() + timedelta(hours=1)
+    options = {"priority": 5, "run_after": when, "max_attempts": 7}
+    single = tasks.fail_times.using(**options).enqueue("one", times=2)
+    many = tasks.fail_times.using(**options).enqueue_many(
+        [(("a",), {"times": 1}), (("b",), {"times": None, "note": {"x": [1, 2.5]}})]
+    )
+
+    one = Job.objects.get(pk=single.id)
+    rows = [Job.objects.get(pk=result.id) for result in many]
+    assert [(r.args, r.kwargs) for r in rows] == [
+        (["a"], {"times": 1}),
+        (["b"], {"times": None, "note": {"x": [1, 2.5]}}),
+    ]
+    assert [row_fields(r) for r in rows] == [row_fields(one)] * 2
+    assert {r.run_after for r in rows} == {one.run_after} == {when}
+    assert rows[0].enqueued_at == rows[1].enqueued_at
+    assert (one.priority, one.max_attempts, one.return_value) == (5, 7, None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue__notifies_listeners_on_commit_only(postgres_only):
+    import psycopg
+
+    from jobs.dispatch import CHANNEL
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {CHANNEL}")
+        with transaction.atomic():
+            tasks.add.enqueue(1, 2)
+            tasks.add.using(queue_name="other").enqueue_many([((1, 2), {})] * 3)
+            assert list(listener.notifies(timeout=0.2)) == []
+        heard = [n.payload for n in listener.notifies(timeout=1, stop_after=2)]
+
+    assert sorted(heard) == ["default", "other"]
 
 
 def test_enqueue_many__a_bad_argument_stores_nothing():
