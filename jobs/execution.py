@@ -430,6 +430,23 @@ def retry_policy(job, task=None):
     )
 
 
+def describe(outcome, backend_alias="default"):
+    """Fill in the task and TaskResult of an outcome run elsewhere (a horse)."""
+    job = outcome.job
+    try:
+        outcome.task = bind_task(resolve_task(job.task_path), job, backend_alias)
+    except TaskNotFound:
+        return
+    outcome.result = task_result(job, backend_alias, task=outcome.task)
+
+
+def still_held(job):
+    """Say whether `job` is still RUNNING under the lease it was claimed with."""
+    return Job.objects.filter(
+        pk=job.pk, status=JobStatus.RUNNING, lease_token=job.lease_token
+    ).exists()
+
+
 def run(job, backend_alias="default", guard=None):
     """Run a claimed job's task and return what happened. Changes no row.
 

@@ -84,6 +84,24 @@ def test_kill_9_of_worker_and_work_horse__job_rescued_on_another_worker(
     assert rescuer.process.poll() is None
 
 
+def test_work_horse_killed__its_worker_retries_the_job_at_once(start_rqworker):
+    # A long lease and no maintenance: only the worker itself can retry it.
+    worker = start_rqworker(
+        "--worker-class",
+        "jobs.redis_queue.JobsWorker",
+        env={"JOB_LEASE_SECONDS": "300", "JOB_MAINTENANCE_SECONDS": "300"},
+    )
+    result = tasks.die_on_first_attempt.enqueue("second life")
+
+    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, message="retry")
+    job = Job.objects.get(pk=result.id)
+    assert job.attempts == 2
+    assert job.errors[0]["exception_class_path"] == "jobs.exceptions.WorkerLost"
+    assert "work horse" in job.errors[0]["message"]
+    assert Run.objects.get(key="second life").attempt == 2
+    assert worker.process.poll() is None
+
+
 def test_redis_outage_while_worker_runs__worker_reconnects(
     redis_server, start_rqworker
 ):

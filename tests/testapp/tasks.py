@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import signal
 import time
 
 from django.tasks import task
@@ -41,6 +42,14 @@ def sleep_then_record(key, seconds):
     time.sleep(seconds)
     record(key)
     return key
+
+
+@task(takes_context=True)
+def die_on_first_attempt(context, key):
+    """Kill the process running it on attempt 1, as the OOM killer would."""
+    if context.attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    record(key, context.attempt)
 
 
 @task(takes_context=True, max_attempts=5)
