@@ -75,10 +75,16 @@ def push(jobs):
     if not jobs or link.resting():
         return 0
     now = timezone.now()
+    queues, timeouts = {}, {}  # made once per push, not once per job
     try:
         with link.client.pipeline() as pipe:
             for job in jobs:
-                enqueue(pipe, link.client, job, now)
+                name = rq_queue_name(job.queue_name, job.priority)
+                if name not in queues:
+                    queues[name] = Queue(name, connection=link.client)
+                if job.task_path not in timeouts:
+                    timeouts[job.task_path] = rq_timeout(job)
+                enqueue(pipe, queues[name], job, now, timeouts[job.task_path])
             pipe.execute()
     except redis.RedisError as e:
         link.failed(e, len(jobs))
@@ -90,8 +96,7 @@ def push(jobs):
     return len(jobs)
 
 
-def enqueue(pipe, client, job, now):
-    queue = Queue(rq_queue_name(job.queue_name, job.priority), connection=client)
+def enqueue(pipe, queue, job, now, timeout):
     options = {
         "job_id": rq_job_id(job),
         # The row keeps the result. RQ keeps its finished job a minute: deleting
@@ -108,13 +113,11 @@ def enqueue(pipe, client, job, now):
             when,
             RQ_FUNCTION,
             str(job.pk),
-            job_timeout=rq_timeout(job),
+            job_timeout=timeout,
             **options,
         )
     else:
-        queue.enqueue_call(
-            RQ_FUNCTION, args=(str(job.pk),), timeout=rq_timeout(job), **options
-        )
+        queue.enqueue_call(RQ_FUNCTION, args=(str(job.pk),), timeout=timeout, **options)
 
 
 def rq_timeout(job):
