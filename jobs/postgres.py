@@ -13,6 +13,7 @@ import json
 from functools import cache
 
 from django.db import connections
+from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import JSONField
 
 from .models import Job
@@ -80,7 +81,7 @@ def claim(queues, limit, worker_id, token, now, expires, job_id=None):
         filters += " AND id = %(job_id)s"
         params["job_id"] = job_id
     connection = connections[Job.objects.db]
-    with connection.cursor() as cursor:
+    with bound_cursor(connection) as cursor:
         cursor.execute(claim_sql(filters), params)
         return jobs_from(cursor.fetchall(), connection)
 
@@ -99,7 +100,7 @@ def record_successes(outcomes, encode):
         [o.finished_at for o in outcomes],
         [None if o.value is None else encode(o.value) for o in outcomes],
     ]
-    with connections[Job.objects.db].cursor() as cursor:
+    with bound_cursor(connections[Job.objects.db]) as cursor:
         cursor.execute(SUCCEED, params)
         return dict(cursor.fetchall())
 
@@ -131,10 +132,9 @@ def insert_jobs(jobs):
     connection = connections[Job.objects.db]
     columns, values, arrays = [], [], []
     params, array_params = [], []  # the SELECT list's, then unnest's
-    for field in Job._meta.concrete_fields:
+    for field, quoted, cast in insert_columns(connection.alias):
         column = [getattr(job, field.attname) for job in jobs]
-        cast = field.db_type(connection)
-        columns.append(connection.ops.quote_name(field.column))
+        columns.append(quoted)
         if all(value == column[0] for value in column):
             values.append(f"%s::{cast}")
             params.append(json_or_none(column[0]) if is_json(field) else column[0])
@@ -150,8 +150,36 @@ def insert_jobs(jobs):
         f"INSERT INTO {Job._meta.db_table} ({', '.join(columns)}) "  # noqa: S608 (names from the model)
         f"SELECT {', '.join(values)}{source}"
     )
-    with connection.cursor() as cursor:
+    with bound_cursor(connection) as cursor:
         cursor.execute(sql, params + array_params)
+
+
+@cache
+def insert_columns(alias):
+    """(field, quoted column, SQL type) of each column; `db_type` is slow."""
+    connection = connections[alias]
+    return [
+        (field, connection.ops.quote_name(field.column), field.db_type(connection))
+        for field in Job._meta.concrete_fields
+    ]
+
+
+def bound_cursor(connection):
+    """Return a Django cursor that sends parameters apart from the SQL.
+
+    Django's default psycopg cursor binds them on the client, quoting every
+    value into the SQL text: for the hot statements that cost more than the
+    server's work (a single enqueue: 670 -> 560 us). Errors and query
+    logging stay Django's; statements are prepared only if the database's
+    OPTIONS ask for it (`prepare_threshold`), as with Django's own cursors.
+    """
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    cursor = ServerBindingCursor(connection.connection)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
 
 
 def is_json(field):
