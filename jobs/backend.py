@@ -5,7 +5,6 @@ import logging
 from dataclasses import dataclass, fields, replace
 from uuid import UUID
 
-from django.db import connections
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
@@ -199,7 +198,7 @@ def parse_job_id(result_id):
 
 def insert(jobs, batch_size=10_000):
     """INSERT new job rows in the caller's transaction, in few statements."""
-    if connections[Job.objects.db].vendor != "postgresql":
+    if not postgres.on_postgresql():
         Job.objects.bulk_create(jobs, batch_size=1000)
         return
     for start in range(0, len(jobs), batch_size):

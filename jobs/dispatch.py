@@ -22,7 +22,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 from rq import Queue
 
-from . import conf
+from . import conf, postgres
 from .conf import rq_queue_names
 from .models import Job
 
@@ -57,7 +57,7 @@ def ring(jobs, inserted=False):
     if not jobs:
         return
     db = Job.objects.db
-    if connections[db].vendor == "postgresql" and not inserted:
+    if postgres.on_postgresql() and not inserted:
         notify({job.queue_name for job in jobs}, db)
     if redis_enabled():
         transaction.on_commit(partial(push, jobs), using=db)

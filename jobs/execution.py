@@ -20,7 +20,7 @@ from inspect import iscoroutinefunction
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import Case, DateTimeField, F, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.tasks import TaskContext
@@ -54,10 +54,6 @@ def lease_expiry(now):
     return now + timedelta(seconds=conf.get("JOB_LEASE_SECONDS"))
 
 
-def on_postgresql():
-    return connections[Job.objects.db].vendor == "postgresql"
-
-
 # --- Transitions ----------------------------------------------------------
 
 
@@ -68,12 +64,19 @@ def claim(queues, limit, worker_id, token, job_id=None):
     `token` and a fresh lease. Returns the claimed jobs, highest priority first.
     """
     now = timezone.now()
-    if on_postgresql():
-        jobs = postgres.claim(
-            queues, limit, worker_id, token, now, lease_expiry(now), job_id=job_id
-        )
-        jobs.sort(key=lambda job: (-job.priority, job.run_after))
-        return jobs
+    if postgres.on_postgresql():
+        claim_rows = postgres.claim
+    else:
+        claim_rows = claim_with_orm
+    jobs = claim_rows(
+        queues, limit, worker_id, token, now, lease_expiry(now), job_id=job_id
+    )
+    jobs.sort(key=lambda job: (-job.priority, job.run_after))
+    return jobs
+
+
+def claim_with_orm(queues, limit, worker_id, token, now, expires, job_id=None):
+    """The claim on databases other than PostgreSQL (`postgres.claim`)."""
     candidates = Job.objects.claimable(queues, now)
     if job_id is not None:
         candidates = candidates.filter(pk=job_id)
@@ -96,9 +99,8 @@ def claim(queues, limit, worker_id, token, job_id=None):
             started_at=Coalesce(F("started_at"), Value(now)),
             last_attempted_at=now,
             lease_token=token,
-            lease_expires_at=lease_expiry(now),
+            lease_expires_at=expires,
         )
-    jobs.sort(key=lambda job: (-job.priority, job.run_after))
     return jobs
 
 
@@ -159,8 +161,8 @@ def record_successes(outcomes):
     """
     if not outcomes:
         return {}
-    if on_postgresql():
-        recorded = postgres.record_successes(outcomes, json.dumps)
+    if postgres.on_postgresql():
+        recorded = postgres.record_successes(outcomes)
     else:
         recorded = record_successes_with_orm(outcomes)
     if len(recorded) < len(outcomes):
@@ -431,12 +433,10 @@ def retry_policy(job, task=None):
 
 
 def describe(outcome, backend_alias="default"):
-    """Fill in the task and TaskResult of an outcome run elsewhere (a horse)."""
+    """Fill in the task and TaskResult of `outcome`'s job; raise TaskNotFound
+    when its task path no longer imports."""
     job = outcome.job
-    try:
-        outcome.task = bind_task(resolve_task(job.task_path), job, backend_alias)
-    except TaskNotFound:
-        return
+    outcome.task = bind_task(resolve_task(job.task_path), job, backend_alias)
     outcome.result = task_result(job, backend_alias, task=outcome.task)
 
 
@@ -455,8 +455,7 @@ def run(job, backend_alias="default", guard=None):
     """
     outcome = Outcome(job=job)
     try:
-        outcome.task = bind_task(resolve_task(job.task_path), job, backend_alias)
-        outcome.result = task_result(job, backend_alias, task=outcome.task)
+        describe(outcome, backend_alias)
         task_started.send(sender=JobsBackend, task_result=outcome.result)
         log_event("started", job, level=logging.DEBUG)
         with guard(outcome.task) if guard else nullcontext():

@@ -59,6 +59,11 @@ RETURNING job.id, job.status
 """
 
 
+def on_postgresql():
+    """Say whether jobs live on PostgreSQL, where this module's SQL runs."""
+    return connections[Job.objects.db].vendor == "postgresql"
+
+
 def claim(queues, limit, worker_id, token, now, expires, job_id=None):
     """Claim up to `limit` due jobs in one statement; return them as jobs."""
     filters = ""
@@ -92,13 +97,13 @@ def claim_sql(filters):
     return CLAIM.format(filters=filters, columns=columns)
 
 
-def record_successes(outcomes, encode):
+def record_successes(outcomes):
     """Record successful runs in one statement; return {id: status recorded}."""
     params = [
         [o.job.pk for o in outcomes],
         [o.job.lease_token for o in outcomes],
         [o.finished_at for o in outcomes],
-        [None if o.value is None else encode(o.value) for o in outcomes],
+        [json_or_none(o.value) for o in outcomes],
     ]
     with bound_cursor(connections[Job.objects.db]) as cursor:
         cursor.execute(SUCCEED, params)

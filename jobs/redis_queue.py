@@ -13,7 +13,7 @@ import os
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from uuid import UUID
 
@@ -23,7 +23,7 @@ from rq.timeouts import JobTimeoutException
 
 from . import conf, dispatch, execution, heartbeat, maintenance
 from .conf import BAND_SUFFIXES, rq_queue_names
-from .exceptions import JobTimeout, WorkerLost
+from .exceptions import JobTimeout, TaskNotFound, WorkerLost
 from .models import Job, WorkerProcess
 
 logger = logging.getLogger("jobs.rq")
@@ -105,7 +105,8 @@ class HandOver:
                 finished_at=datetime.fromisoformat(finished_at),
                 duration=duration,
             )
-            execution.describe(outcome)
+            with suppress(TaskNotFound):  # it ran, so it imported in the horse
+                execution.describe(outcome)
             execution.finish([outcome])
         elif execution.still_held(self.job):
             # No report and no failure recorded: the horse died (killed, or

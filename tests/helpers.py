@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 from django.db import connection
 from django.utils import timezone
 
+from bench import services
 from jobs.models import Job
 from jobs.worker import Worker
 
@@ -48,13 +48,11 @@ def run_worker(**options):
 
 
 def wait_for(predicate, timeout=20.0, interval=0.05, message="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    """Poll `predicate` until it is true; fail the test after `timeout`."""
+    try:
+        return services.wait_for(predicate, timeout, message, interval)
+    except TimeoutError as e:
+        raise AssertionError(str(e)) from None
 
 
 def database_url():
