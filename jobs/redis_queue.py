@@ -20,6 +20,7 @@ from uuid import UUID
 from django.db import DatabaseError, close_old_connections, connections
 from rq import SimpleWorker, Worker
 from rq.timeouts import JobTimeoutException
+from rq.worker import WorkerStatus
 
 from . import conf, dispatch, execution, heartbeat, maintenance
 from .conf import BAND_SUFFIXES, rq_queue_names
@@ -284,6 +285,9 @@ class JobsWorker(JobsWorkerMixin, Worker):
     def execute_job(self, job, queue):
         global handed_over
         job_id = rq_job_argument(job)
+        # Busy before the claim, as RQ marks itself before a fork: a SIGTERM
+        # now waits for this job instead of stopping with it claimed.
+        self.set_state(WorkerStatus.BUSY)
         claimed = claim(job_id) if job_id else None
         if claimed is None:  # not claimable, or not ours: the horse decides
             return super().execute_job(job, queue)
