@@ -88,6 +88,11 @@ def parse_args(argv):
         default=os.environ.get("BENCH_POSTGRES_URL", "postgres://root@127.0.0.1:5432"),
         help="server URL without a database name",
     )
+    parser.add_argument(
+        "--match",
+        action="append",
+        help="measure only figures whose name contains this (repeatable)",
+    )
     parser.add_argument("--db-prefix", default="bench")
     parser.add_argument(
         "--logs", default="bench/.last-run", help="worker and client logs (emptied)"
@@ -162,6 +167,9 @@ class Runner:
 
     def measure(self, names, function):
         """Run one measurement; record its values, or the error against names."""
+        match = self.options.match
+        if match and not any(m in name for m in match for name in names):
+            return
         try:
             values = function()
         except Exception as e:  # one broken figure must not lose the others

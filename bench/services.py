@@ -125,7 +125,7 @@ def baseline_python():
 def ensure_baseline_venv(log):
     """Create `bench/.venv-baselines` with the baselines, unless it is current."""
     marker = BASELINE_VENV / "bench-packages.txt"
-    wanted = "\n".join(BASELINE_PACKAGES)
+    wanted = "\n".join([*BASELINE_PACKAGES, "--compile-bytecode"])
     if marker.exists() and marker.read_text() == wanted:
         return
     uv = shutil.which("uv")
@@ -139,8 +139,8 @@ def ensure_baseline_venv(log):
         check=True,
     )
     subprocess.run(
-        [uv, "pip", "install", "--quiet", "--python", baseline_python()]
-        + BASELINE_PACKAGES,
+        [uv, "pip", "install", "--quiet", "--compile-bytecode"]
+        + ["--python", baseline_python(), *BASELINE_PACKAGES],
         check=True,
     )
     marker.write_text(wanted)
