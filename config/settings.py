@@ -182,6 +182,7 @@ JOB_MAINTENANCE_SECONDS = env_float("JOB_MAINTENANCE_SECONDS", 10.0)
 JOB_REDISPATCH_GRACE_SECONDS = env_float("JOB_REDISPATCH_GRACE_SECONDS", 15.0)
 JOB_REDIS_RETRY_SECONDS = env_float("JOB_REDIS_RETRY_SECONDS", 5.0)
 JOB_RQ_RESULT_TTL = env_int("JOB_RQ_RESULT_TTL", 60)
+JOB_PREPARED_STATEMENTS = env_bool("JOB_PREPARED_STATEMENTS", True)
 # Off: enqueue refuses with JobQueueDisabled and /health says jobs are disabled.
 JOB_QUEUE_ENABLED = env_bool("JOB_QUEUE_ENABLED", True)
 # /health: when the queue counts as degraded, and how long its numbers are reused.

@@ -15,6 +15,9 @@ DEFAULTS = {
     "JOB_MAINTENANCE_SECONDS": 10.0,
     "JOB_REDISPATCH_GRACE_SECONDS": 15.0,
     "JOB_REDIS_RETRY_SECONDS": 5.0,
+    # Prepare the hot statements on PostgreSQL; off behind a pooler in
+    # transaction mode that cannot keep them (PgBouncer before 1.21).
+    "JOB_PREPARED_STATEMENTS": True,
     "JOB_RQ_RESULT_TTL": 60,  # seconds RQ keeps a finished RQ job (not the row)
     "JOB_CLEANUP_AGE": 86_400_000,  # ms: finished jobs are pruned after a day
     "JOB_FAILED_CLEANUP_AGE": 604_800_000,  # ms: failed jobs are kept a week

@@ -57,20 +57,25 @@ def lease_expiry(now):
 # --- Transitions ----------------------------------------------------------
 
 
-def claim(queues, limit, worker_id, token, job_id=None):
+def claim(queues, limit, worker_id, token, job_id=None, successes=()):
     """Claim up to `limit` due jobs of `queues` (None: any): READY -> RUNNING.
 
     Each claimed row counts one more attempt, records `worker_id` and carries
     `token` and a fresh lease. Returns the claimed jobs, highest priority first.
+    `successes`, finished runs not recorded yet, are recorded and announced
+    as `finish` would, in the same statement on PostgreSQL.
     """
     now = timezone.now()
+    expires = lease_expiry(now)
     if postgres.on_postgresql():
-        claim_rows = postgres.claim
+        jobs, recorded = postgres.claim(
+            queues, limit, worker_id, token, now, expires, job_id, successes
+        )
     else:
-        claim_rows = claim_with_orm
-    jobs = claim_rows(
-        queues, limit, worker_id, token, now, lease_expiry(now), job_id=job_id
-    )
+        recorded = record_successes_with_orm(successes) if successes else {}
+        jobs = claim_with_orm(queues, limit, worker_id, token, now, expires, job_id)
+    if successes:
+        settle(successes, recorded)
     jobs.sort(key=lambda job: (-job.priority, job.run_after))
     return jobs
 
@@ -162,17 +167,8 @@ def record_successes(outcomes):
     if not outcomes:
         return {}
     if postgres.on_postgresql():
-        recorded = postgres.record_successes(outcomes)
-    else:
-        recorded = record_successes_with_orm(outcomes)
-    if len(recorded) < len(outcomes):
-        logger.warning(
-            "%d of %d finished jobs had been moved by someone else; "
-            "their results were not recorded",
-            len(outcomes) - len(recorded),
-            len(outcomes),
-        )
-    return recorded
+        return postgres.record_successes(outcomes)
+    return record_successes_with_orm(outcomes)
 
 
 def record_successes_with_orm(outcomes):
@@ -504,15 +500,26 @@ def json_return_value(value):
 def finish(outcomes):
     """Record finished runs (successes in one batch) and announce them."""
     successes = [o for o in outcomes if o.succeeded]
-    recorded = record_successes(successes)
+    settle(successes, record_successes(successes))
+    for outcome in outcomes:
+        if not outcome.succeeded and record_failure(outcome) is not None:
+            announce(outcome, EVENTS[outcome.job.status])
+
+
+def settle(successes, recorded):
+    """Announce recorded successes; `recorded` is {job id: status recorded}."""
+    if len(recorded) < len(successes):
+        logger.warning(
+            "%d of %d finished jobs had been moved by someone else; "
+            "their results were not recorded",
+            len(successes) - len(recorded),
+            len(successes),
+        )
     for outcome in successes:
         outcome.job.status = recorded.get(outcome.job.pk, JobStatus.SUCCESSFUL)
         outcome.job.finished_at = outcome.finished_at
         outcome.job.return_value = outcome.value
         announce(outcome, EVENTS[outcome.job.status])
-    for outcome in outcomes:
-        if not outcome.succeeded and record_failure(outcome) is not None:
-            announce(outcome, EVENTS[outcome.job.status])
 
 
 # The event logged when a run ends with the job in each state.

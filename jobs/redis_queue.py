@@ -15,6 +15,7 @@ import threading
 import time
 from contextlib import contextmanager, suppress
 from datetime import datetime
+from functools import cache
 from uuid import UUID
 
 from django.db import DatabaseError, close_old_connections, connections
@@ -58,15 +59,70 @@ def execute(job_id):
         return skip(job_id)
     with lease_keeper.holding(job):
         outcome = execution.run(job, guard=rq_timeout_as_job_timeout)
+    if outcome.succeeded:
+        unrecorded.add(outcome)
+        return "succeeded"
+    unrecorded.record()
     execution.finish([outcome])
-    return "succeeded" if outcome.succeeded else "failed"
+    return "failed"
 
 
 def claim(job_id):
-    """Claim the job `job_id` for this worker; return it, or None."""
+    """Claim the job `job_id` for this worker; return it, or None.
+
+    The successes this process has not recorded yet are recorded with it.
+    """
     me = worker_id()
-    claimed = execution.claim(None, 1, me, f"{me}:{job_id}", job_id=job_id)
+    claimed = unrecorded.recorded_with(
+        lambda successes: execution.claim(
+            None, 1, me, f"{me}:{job_id}", job_id=job_id, successes=successes
+        )
+    )
     return claimed[0] if claimed else None
+
+
+class Unrecorded:
+    """Successes this process has run but not recorded yet.
+
+    In our RQ workers a success is recorded by the statement that claims the
+    next job, one statement per job instead of two, or before the worker
+    waits for a job (see `RecordingQueue`) or stops. The job stays RUNNING
+    meanwhile, its lease renewed, so nothing else takes it; a worker killed
+    outright before recording leaves it to the rescuer, which runs it again.
+    Elsewhere (a plain `rq worker`, a work horse) each success is recorded
+    at once.
+    """
+
+    def __init__(self):
+        self.outcomes = []
+        self.deferring = False  # only where someone records them later
+
+    def add(self, outcome):
+        if not self.deferring:
+            execution.finish([outcome])
+            return
+        lease_keeper.hold(outcome.job)
+        self.outcomes.append(outcome)
+
+    def take(self):
+        outcomes, self.outcomes = self.outcomes, []
+        for outcome in outcomes:
+            lease_keeper.let_go(outcome.job)
+        return outcomes
+
+    def recorded_with(self, statement):
+        """Run `statement(successes)`, which records them; return its result."""
+        result = statement(self.outcomes)
+        self.take()
+        return result
+
+    def record(self):
+        """Record them now (the worker is about to wait, or stops)."""
+        if self.outcomes:
+            self.recorded_with(execution.finish)
+
+
+unrecorded = Unrecorded()
 
 
 class HandOver:
@@ -108,7 +164,7 @@ class HandOver:
             )
             with suppress(TaskNotFound):  # it ran, so it imported in the horse
                 execution.describe(outcome)
-            execution.finish([outcome])
+            unrecorded.add(outcome)
         elif execution.still_held(self.job):
             # No report and no failure recorded: the horse died (killed, or
             # out of memory). Retry now rather than when the lease expires.
@@ -155,6 +211,13 @@ class LeaseKeeper:
 
     @contextmanager
     def holding(self, job):
+        self.hold(job)
+        try:
+            yield
+        finally:
+            self.let_go(job)
+
+    def hold(self, job):
         with self.lock:
             if self.pid != os.getpid():
                 self.pid = os.getpid()
@@ -162,11 +225,10 @@ class LeaseKeeper:
                     target=self._renew_forever, name="job-leases", daemon=True
                 ).start()
             self.held[job.pk] = job
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.held.pop(job.pk, None)
+
+    def let_go(self, job):
+        with self.lock:
+            self.held.pop(job.pk, None)
 
     def _renew_forever(self):
         interval = conf.get("JOB_LEASE_SECONDS") / 3
@@ -253,9 +315,60 @@ def with_bands(queues):
     return list(expanded.values())
 
 
+@cache
+def recording(queue_class):
+    """Return `queue_class` made to record unrecorded successes before the
+    worker waits for a job: a job waiting now records them with its claim."""
+
+    class RecordingQueue(queue_class):
+        @classmethod
+        def dequeue_any(cls, queues, timeout, *args, **kwargs):
+            if timeout is None or not unrecorded.outcomes:
+                return super().dequeue_any(queues, timeout, *args, **kwargs)
+            try:
+                found = super().dequeue_any(queues, None, *args, **kwargs)
+            except BaseException:  # Redis is down: the worker waits for it
+                record_unrecorded()
+                raise
+            if found is not None:
+                return found
+            record_unrecorded()
+            return super().dequeue_any(queues, timeout, *args, **kwargs)
+
+    RecordingQueue.__name__ = RecordingQueue.__qualname__ = (
+        f"Recording{queue_class.__name__}"
+    )
+    return RecordingQueue
+
+
+def record_unrecorded():
+    try:
+        unrecorded.record()
+    except DatabaseError as e:
+        logger.error(
+            "could not record %d finished jobs: %s", len(unrecorded.outcomes), e
+        )
+        close_old_connections()
+
+
 class JobsWorkerMixin:
+    # RQ renews its worker key three times per job, two round trips each:
+    # a fifth of a no-op job's time. The key lives `worker_ttl` + 60 s
+    # (8 minutes), so once a second is plenty.
+    heartbeat_every = 1.0
+    heartbeat_sent = float("-inf")
+
     def __init__(self, queues, *args, **kwargs):
         super().__init__(with_bands(queues), *args, **kwargs)
+        self.queue_class = recording(self.queue_class)
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        if timeout is None and pipeline is None:
+            now = time.monotonic()
+            if now - self.heartbeat_sent < self.heartbeat_every:
+                return
+            self.heartbeat_sent = now
+        super().heartbeat(timeout, pipeline)
 
     def work(self, *args, **kwargs):
         conf.check_database()
@@ -267,9 +380,12 @@ class JobsWorkerMixin:
         maintainer = None if kwargs.get("burst") else Maintainer(self)
         if maintainer:
             maintainer.start()
+        unrecorded.deferring = True
         try:
             return super().work(*args, **kwargs)
         finally:
+            record_unrecorded()
+            unrecorded.deferring = False
             if maintainer:
                 maintainer.stop()
 
@@ -291,13 +407,14 @@ class JobsWorker(JobsWorkerMixin, Worker):
         claimed = claim(job_id) if job_id else None
         if claimed is None:  # not claimable, or not ours: the horse decides
             return super().execute_job(job, queue)
-        with tempfile.TemporaryFile("w+") as report, lease_keeper.holding(claimed):
-            handed_over = hand_over = HandOver(claimed, report)
-            try:
-                super().execute_job(job, queue)
-            finally:
-                handed_over = None
-            hand_over.record()
+        with tempfile.TemporaryFile("w+") as report:
+            with lease_keeper.holding(claimed):
+                handed_over = hand_over = HandOver(claimed, report)
+                try:
+                    super().execute_job(job, queue)
+                finally:
+                    handed_over = None
+            hand_over.record()  # a success waits in `unrecorded`, still held
 
     def main_work_horse(self, job, queue):
         # The worker's connections are its sockets: closing or using them
@@ -305,6 +422,10 @@ class JobsWorker(JobsWorkerMixin, Worker):
         # connection collected in another process than the one that made it.
         for alias in connections:
             connections[alias] = connections.create_connection(alias)
+        # The worker's unrecorded successes are the worker's to record; the
+        # horse records its own at once, as it exits after this job.
+        unrecorded.outcomes = []
+        unrecorded.deferring = False
         return super().main_work_horse(job, queue)
 
     def perform_job(self, job, queue):

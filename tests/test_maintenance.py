@@ -124,6 +124,28 @@ def test_claim_and_finish__use_a_fixed_number_of_queries_per_batch():
     assert Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 20
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepared", [True, False])
+def test_claim__is_prepared_once_per_connection_unless_turned_off(
+    postgres_only, settings, prepared
+):
+    settings.JOB_PREPARED_STATEMENTS = prepared
+    connection.close()  # a new connection: nothing prepared on it yet
+    for _ in range(4):
+        make_job()
+
+    claimed = [execution.claim(["default"], 1, "w", f"w:{i}") for i in range(4)]
+
+    assert all(len(jobs) == 1 for jobs in claimed)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%FOR UPDATE SKIP LOCKED%"],
+        )
+        assert cursor.fetchone()[0] == (1 if prepared else 0)
+    assert Job.objects.filter(status=JobStatus.RUNNING).count() == 4
+
+
 def test_lease__one_holder_at_a_time_until_it_expires():
     assert maintenance.acquire_lease("duty", "a", 60)
     assert not maintenance.acquire_lease("duty", "b", 60)

@@ -6,10 +6,13 @@ from contextlib import contextmanager
 
 import pytest
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django_rq import get_queue
 
 from jobs import dispatch
 from jobs.models import Job, JobStatus, WorkerProcess
+from jobs.redis_queue import JobsSimpleWorker
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -159,3 +162,60 @@ def test_sigterm_mid_job__job_finishes_and_worker_exits(start_rqworker):
     job = Job.objects.get(pk=result.id)
     assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
     assert Run.objects.filter(key="graceful").exists()
+
+
+def job_writes(captured):
+    """The statements that claimed jobs or recorded their ends."""
+    words = [(q["sql"].split() + [""])[:2] for q in captured.captured_queries]
+    return [
+        verb
+        for verb, table in words
+        if verb == "WITH" or (verb == "UPDATE" and table.strip('"') == "jobs_job")
+    ]
+
+
+def test_simple_rqworker__records_each_success_with_the_next_claim(
+    postgres_only, redis_dispatch
+):
+    results = [tasks.add.enqueue(i, i) for i in range(5)]
+
+    with CaptureQueriesContext(connection) as captured:
+        drain_rq()
+
+    # Each claim also records the success before it; the last success is
+    # recorded when the worker stops: 6 statements for 5 jobs, not 10.
+    assert job_writes(captured) == ["WITH"] * 5 + ["UPDATE"]
+    jobs = Job.objects.filter(pk__in=[r.id for r in results])
+    assert {(job.status, job.return_value) for job in jobs} == {
+        (JobStatus.SUCCESSFUL, 2 * i) for i in range(5)
+    }
+
+
+def test_simple_rqworker__records_a_success_before_it_waits_for_more(
+    start_rqworker,
+):
+    worker = start_rqworker("--worker-class", SIMPLE)
+    result = tasks.add.enqueue(2, 3)
+
+    # Nothing follows it: the worker records it before it waits.
+    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, message="recorded")
+    assert Job.objects.get(pk=result.id).return_value == 5
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
+
+
+def test_rqworker__renews_its_worker_key_at_most_once_a_second(
+    redis_dispatch, redis_server
+):
+    queue = get_queue("default")
+    worker = JobsSimpleWorker([queue], connection=queue.connection)
+    worker.register_birth()
+    client = redis_server.client()
+    before = client.info("commandstats").get("cmdstat_expire", {}).get("calls", 0)
+
+    for _ in range(10):
+        worker.heartbeat()
+
+    after = client.info("commandstats")["cmdstat_expire"]["calls"]
+    assert after - before == 1
+    assert client.ttl(worker.key) > 0
