@@ -149,9 +149,10 @@ def status_of(result):
     return Job.objects.get(pk=result.id).status
 
 
-def test_sigterm_mid_job__job_finishes_and_worker_exits(start_rqworker):
+@pytest.mark.parametrize("worker_class", [[], ["--worker-class", SIMPLE]])
+def test_sigterm_mid_job__job_finishes_and_worker_exits(start_rqworker, worker_class):
     result = tasks.sleep_then_record.enqueue("graceful", 2)
-    worker = start_rqworker()
+    worker = start_rqworker(*worker_class)
     wait_for(lambda: status_of(result) == JobStatus.RUNNING, message="claim")
     assert WorkerProcess.objects.get(pid=worker.pid).kind == "rq"
 
