@@ -62,8 +62,7 @@ def execute(job_id):
     if outcome.succeeded:
         unrecorded.add(outcome)
         return "succeeded"
-    unrecorded.record()
-    execution.finish([outcome])
+    unrecorded.recorded_with(lambda successes: execution.finish([*successes, outcome]))
     return "failed"
 
 
@@ -325,15 +324,13 @@ def recording(queue_class):
         def dequeue_any(cls, queues, timeout, *args, **kwargs):
             if timeout is None or not unrecorded.outcomes:
                 return super().dequeue_any(queues, timeout, *args, **kwargs)
+            found = None
             try:
                 found = super().dequeue_any(queues, None, *args, **kwargs)
-            except BaseException:  # Redis is down: the worker waits for it
-                record_unrecorded()
-                raise
-            if found is not None:
-                return found
-            record_unrecorded()
-            return super().dequeue_any(queues, timeout, *args, **kwargs)
+            finally:
+                if found is None:  # nothing waiting, or Redis is down
+                    record_unrecorded()
+            return found or super().dequeue_any(queues, timeout, *args, **kwargs)
 
     RecordingQueue.__name__ = RecordingQueue.__qualname__ = (
         f"Recording{queue_class.__name__}"
