@@ -195,6 +195,13 @@ def rq_timeout_as_job_timeout(task):
         raise JobTimeout(execution.timeout_message(task.timeout)) from None
 
 
+# Held by the worker's threads (leases, maintenance) while they use the
+# database, and by the forking worker while it forks: a work horse forked
+# while another thread was inside SQLite inherited SQLite's locks held, and
+# hung on its first query.
+database_in_use = threading.Lock()
+
+
 class LeaseKeeper:
     """Renew the leases of the jobs this process runs, from one thread.
 
@@ -233,10 +240,12 @@ class LeaseKeeper:
         interval = conf.get("JOB_LEASE_SECONDS") / 3
         while True:
             time.sleep(interval)
-            with self.lock:
-                jobs = list(self.held.values())
+            jobs = []
             try:
-                execution.renew_leases(jobs)
+                with database_in_use:  # and so never holds `lock` in a fork
+                    with self.lock:
+                        jobs = list(self.held.values())
+                    execution.renew_leases(jobs)
             except DatabaseError as e:
                 logger.warning(
                     "could not renew the leases of %d jobs: %s", len(jobs), e
@@ -265,12 +274,15 @@ class Maintainer(threading.Thread):
             conf.get("JOB_MAINTENANCE_SECONDS"), conf.get("JOB_LEASE_SECONDS") / 3
         )
         try:
-            self._register()
+            with database_in_use:
+                self._register()
             while not self.stopped.wait(interval):
-                self._turn()
+                with database_in_use:
+                    self._turn()
         finally:
             try:
-                heartbeat.unregister(self.worker_id)
+                with database_in_use:
+                    heartbeat.unregister(self.worker_id)
             except DatabaseError:
                 pass  # it will be forgotten once its heartbeat is old
             connections.close_all()
@@ -413,7 +425,12 @@ class JobsWorker(JobsWorkerMixin, Worker):
                     handed_over = None
             hand_over.record()  # a success waits in `unrecorded`, still held
 
+    def fork_work_horse(self, job, queue):
+        with database_in_use:  # the horse releases its copy at once
+            super().fork_work_horse(job, queue)
+
     def main_work_horse(self, job, queue):
+        database_in_use.release()
         # The worker's connections are its sockets: closing or using them
         # here would break them for the worker. psycopg does not close a
         # connection collected in another process than the one that made it.
