@@ -18,6 +18,7 @@ from datetime import datetime
 from functools import cache
 from uuid import UUID
 
+import redis
 from django.db import DatabaseError, close_old_connections, connections
 from rq import SimpleWorker, Worker
 from rq.timeouts import JobTimeoutException
@@ -265,6 +266,7 @@ class Maintainer(threading.Thread):
 
     def __init__(self, worker):
         super().__init__(name="job-maintenance", daemon=True)
+        self.worker = worker
         self.worker_id = worker_id()
         self.queues = worker.queue_names()
         self.stopped = threading.Event()
@@ -277,8 +279,9 @@ class Maintainer(threading.Thread):
             with database_in_use:
                 self._register()
             while not self.stopped.wait(interval):
-                with database_in_use:
+                with database_in_use:  # also keeps a fork out of a DB call
                     self._turn()
+                    self._revive_scheduler()
         finally:
             try:
                 with database_in_use:
@@ -298,6 +301,12 @@ class Maintainer(threading.Thread):
         except DatabaseError as e:
             logger.error("maintenance skipped, database error: %s", e)
             close_old_connections()
+
+    def _revive_scheduler(self):
+        try:
+            self.worker.revive_scheduler()
+        except redis.RedisError as e:
+            logger.warning("could not start RQ's scheduler again: %s", e)
 
     def stop(self):
         self.stopped.set()
@@ -371,13 +380,63 @@ class JobsWorkerMixin:
         super().__init__(with_bands(queues), *args, **kwargs)
         self.queue_class = recording(self.queue_class)
 
+    # A scheduler process that died (Redis went away under it) is started
+    # again within this many seconds.
+    scheduler_check_every = 5.0
+    scheduler_checked = float("-inf")
+
     def heartbeat(self, timeout=None, pipeline=None):
         if timeout is None and pipeline is None:
             now = time.monotonic()
             if now - self.heartbeat_sent < self.heartbeat_every:
                 return
             self.heartbeat_sent = now
+            try:
+                super().heartbeat()
+            except redis.ConnectionError as e:  # the next dequeue waits for it
+                self.log.warning("could not connect to Redis (heartbeat): %s", e)
+            return
         super().heartbeat(timeout, pipeline)
+
+    def revive_scheduler(self):
+        """Start RQ's scheduler process again if it died (its maintainer
+        calls this); stock RQ waits for its next maintenance, 10 minutes."""
+        now = time.monotonic()
+        if now - self.scheduler_checked < self.scheduler_check_every:
+            return
+        self.scheduler_checked = now
+        process = getattr(self.scheduler, "_process", None)
+        if process is not None and not process.is_alive():
+            self.log.warning("RQ scheduler process died; starting it again")
+            self.scheduler.acquire_locks(auto_start=True)
+
+    # Stock RQ quits when Redis fails here, outside the dequeue that waits
+    # for Redis to come back. Carry on instead: the dequeue that follows waits
+    # (with RQ's backoff) and the maintenance runs again on the next turn.
+    def check_for_suspension(self, burst):
+        try:
+            super().check_for_suspension(burst)
+        except redis.ConnectionError as e:
+            self.log.warning("could not connect to Redis (suspension check): %s", e)
+
+    def run_maintenance_tasks(self):
+        try:
+            super().run_maintenance_tasks()
+        except redis.ConnectionError as e:
+            self.log.warning("could not connect to Redis (RQ maintenance): %s", e)
+
+    def dequeue_job_and_maintain_ttl(self, *args, **kwargs):
+        # RQ waits for Redis inside, but not when marking itself idle first.
+        wait = 1.0
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(*args, **kwargs)
+            except redis.ConnectionError as e:
+                self.log.warning(
+                    "could not connect to Redis: %s; retrying in %d seconds", e, wait
+                )
+                time.sleep(wait)
+                wait = min(wait * 2, self.max_connection_wait_time)
 
     def work(self, *args, **kwargs):
         conf.check_database()

@@ -57,6 +57,9 @@ def start_worker():
 
     yield start
     for worker in workers:
+        # pytest shows this only for a test that failed: the worker's side.
+        print(f"--- output of {worker.command} (pid {worker.pid}) ---")
+        print(worker.output()[-20_000:])
         worker.stop()
 
 

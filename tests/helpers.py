@@ -71,6 +71,7 @@ class CommandProcess:
 
     def __init__(self, *args, env=None, command="jobworker"):
         self.args = args
+        self.command = command
         full_env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -101,6 +102,8 @@ class CommandProcess:
         return self.process.wait(timeout=timeout)
 
     def output(self):
+        if self.log.closed:
+            return self.final_output
         self.log.flush()
         self.log.seek(0)
         return self.log.read()
@@ -119,7 +122,9 @@ class CommandProcess:
                     os.kill(pid, signal.SIGKILL)
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
-        self.log.close()
+        if not self.log.closed:
+            self.final_output = self.output()
+            self.log.close()
 
 
 def job_of(result):

@@ -1,11 +1,14 @@
 """Redis trouble loses nothing: each test has a redis-server of its own."""
 
 import logging
+import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from jobs.models import Job, JobStatus
 from tests.testapp import tasks
@@ -117,3 +120,38 @@ def test_redis_outage_while_worker_runs__worker_reconnects(
     assert "could not connect to Redis" in worker.output()
     assert worker.process.poll() is None
     worker.signal(signal.SIGTERM)
+
+
+def test_redis_down_during_rq_housekeeping__worker_carries_on(redis_server, caplog):
+    from rq import Queue
+
+    from jobs.redis_queue import JobsWorker
+
+    connection = redis_server.client()
+    worker = JobsWorker(
+        [Queue("default", connection=connection)], connection=connection
+    )
+    redis_server.stop()
+
+    with caplog.at_level(logging.WARNING, logger="rq.worker"):
+        worker.check_for_suspension(burst=False)  # stock RQ quits on these
+        worker.run_maintenance_tasks()
+        worker.heartbeat()
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 3
+    assert all("could not connect to Redis" in m for m in messages)
+
+
+def test_rq_scheduler_killed__worker_starts_it_again(start_rqworker):
+    worker = start_rqworker()
+    wait_for(lambda: "Scheduler for" in worker.output(), message="scheduler")
+    (scheduler,) = worker.children()  # idle: no work horse yet
+    os.kill(scheduler, signal.SIGKILL)
+
+    later = timezone.now() + timedelta(seconds=0.5)
+    result = tasks.record_run.using(run_after=later).enqueue("late")
+
+    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, timeout=20)
+    assert "scheduler process died" in worker.output()
+    assert scheduler not in worker.children()
