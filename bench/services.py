@@ -29,6 +29,8 @@ BASELINE_PACKAGES = [
     f"psycopg[binary]=={version('psycopg')}",
     f"rq=={version('rq')}",
     f"redis=={version('redis')}",
+    # The same Redis client stack as ours: hiredis packs and parses in C.
+    f"hiredis=={version('hiredis')}",
 ]
 
 

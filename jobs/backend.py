@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass, fields, replace
 from uuid import UUID
 
+from django.db.models.base import ModelState
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
@@ -16,7 +17,7 @@ from django.utils.module_loading import import_string
 
 from . import conf, dispatch, postgres
 from .exceptions import InvalidTaskArguments, JobQueueDisabled, TaskNotFound
-from .log import log_event
+from .log import log_enabled, log_event
 from .models import Job, JobStatus
 
 # Django's TaskResult knows four states; a cancelled job is finished and did
@@ -124,6 +125,29 @@ def task_result(job, backend_alias, task=None):
         worker_ids=list(job.worker_ids),
     )
     object.__setattr__(result, "_return_value", job.return_value)
+    return result
+
+
+def new_task_result(job, backend_alias, task):
+    """Build the TaskResult of a job just enqueued, fast: `task_result`
+    without the dataclass's checks, as its arguments are JSON already."""
+    result = object.__new__(TaskResult)
+    for name, value in (
+        ("task", task),
+        ("id", str(job.id)),
+        ("status", TaskResultStatus.READY),
+        ("enqueued_at", job.enqueued_at),
+        ("started_at", None),
+        ("finished_at", None),
+        ("last_attempted_at", None),
+        ("args", list(job.args)),
+        ("kwargs", dict(job.kwargs)),
+        ("backend", backend_alias),
+        ("errors", []),
+        ("worker_ids", []),
+        ("_return_value", None),
+    ):
+        object.__setattr__(result, name, value)
     return result
 
 
@@ -252,7 +276,7 @@ class JobsBackend(BaseTaskBackend):
         jobs = [make(args, kwargs) for args, kwargs in calls]
         insert(jobs)
         dispatch.ring(jobs, inserted=True)
-        return [self._announce(task, job) for job in jobs]
+        return [self._announce(task, job, new_task_result) for job in jobs]
 
     def _new_job(self, task, args, kwargs, now):
         args, kwargs = json_arguments(task, args, kwargs)
@@ -271,38 +295,46 @@ class JobsBackend(BaseTaskBackend):
     def _job_maker(self, task, now):
         """Return a function making jobs of `task` fast, for many at once.
 
-        The fields every job shares are worked out once; each job is built
-        from positional values (Django's fast path) with fresh mutable
-        defaults and its own id.
+        The fields every job shares are worked out once; each job gets fresh
+        mutable defaults and its own id. Its instance is built as the ORM
+        builds a row it reads, without `Model.__init__` and its pre_init and
+        post_init signals: a third of a bulk enqueue's time.
         """
         template = self._new_job(task, (), {}, now)
         fields = Job._meta.concrete_fields
-        values = [getattr(template, field.attname) for field in fields]
+        shared = {field.attname: getattr(template, field.attname) for field in fields}
         fresh = [
-            (i, field.default)
-            for i, field in enumerate(fields)
+            (field.attname, field.default)
+            for field in fields
             if field.has_default()
             and callable(field.default)
             and field.name not in {"enqueued_at", "run_after"}
         ]
-        at = {field.name: i for i, field in enumerate(fields)}
+        new = Job.__new__
 
         def make(args, kwargs):
             args, kwargs = json_arguments(task, args, kwargs)
-            row = values.copy()
-            for i, default in fresh:
-                row[i] = default()
-            row[at["args"]], row[at["kwargs"]] = args, kwargs
-            return Job(*row)
+            job = new(Job)
+            job._state = ModelState()
+            values = job.__dict__
+            values.update(shared)
+            for attname, default in fresh:
+                values[attname] = default()
+            values["args"], values["kwargs"] = args, kwargs
+            return job
 
         return make
 
-    def _announce(self, task, job):
-        result = task_result(job, self.alias, task=task)
+    def _announce(self, task, job, build=None):
+        result = (build or task_result)(job, self.alias, task=task)
         task_enqueued.send(type(self), task_result=result)
-        log_event(
-            "enqueued", job, level=logging.DEBUG, run_after=job.run_after.isoformat()
-        )
+        if log_enabled(logging.DEBUG):
+            log_event(
+                "enqueued",
+                job,
+                level=logging.DEBUG,
+                run_after=job.run_after.isoformat(),
+            )
         return result
 
     def get_result(self, result_id):

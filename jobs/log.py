@@ -5,6 +5,10 @@ import logging
 logger = logging.getLogger("jobs")
 
 
+def log_enabled(level):
+    return logger.isEnabledFor(level)
+
+
 def log_event(event, job, level=logging.INFO, **extra):
     """Log one lifecycle event of a job as one line of key=value pairs.
 

@@ -12,6 +12,7 @@ versions in `execution` mean; the test suite runs both.
 import json
 import sys
 from functools import cache
+from operator import attrgetter
 
 from django.db import connections
 from django.db.backends.postgresql.base import ServerBindingCursor
@@ -170,16 +171,18 @@ def insert_jobs(jobs):
     columns, values, arrays = [], [], []
     params, array_params = [], []  # the SELECT list's, then unnest's
     for field, quoted, cast in insert_columns(connection.alias):
-        column = [getattr(job, field.attname) for job in jobs]
+        column = list(map(attrgetter(field.attname), jobs))
         columns.append(quoted)
-        if all(value == column[0] for value in column):
+        first = column[0]
+        # The last value first: an id column differs there, a shared one not.
+        if column[-1] == first and column.count(first) == len(column):
             values.append(f"%s::{cast}")
-            params.append(json_or_none(column[0]) if is_json(field) else column[0])
+            params.append(json_or_none(first) if is_json(field) else first)
         else:
             if is_json(field):
                 column = [json_or_none(value) for value in column]
             values.append(f"u.c{len(arrays)}")
-            arrays.append(f"%s::{cast}[]")
+            arrays.append(f"%b::{cast}[]")
             array_params.append(column)
     names = ", ".join(f"c{i}" for i in range(len(arrays)))
     source = f" FROM unnest({', '.join(arrays)}) AS u({names})" if arrays else ""

@@ -1,12 +1,13 @@
 """Enqueue and get_result: what callers of the django.tasks API see."""
 
+import dataclasses
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
-from django.tasks import TaskResultStatus, default_task_backend, task
+from django.tasks import TaskResult, TaskResultStatus, default_task_backend, task
 from django.tasks.exceptions import (
     InvalidTask,
     TaskResultDoesNotExist,
@@ -275,3 +276,17 @@ def test_enqueue_many__a_bad_argument_stores_nothing():
 
 def test_every_job_status_maps_to_a_django_status():
     assert set(PUBLIC_STATUS) == set(JobStatus)
+
+
+def test_enqueue_many__results_are_those_get_result_reads():
+    results = tasks.add.enqueue_many([((1, 2), {}), ((3,), {"b": 4})])
+
+    for result in results:
+        read = default_task_backend.get_result(result.id)
+        for field in dataclasses.fields(TaskResult):
+            if field.name != "task":
+                assert getattr(result, field.name) == getattr(read, field.name)
+        assert result.task.module_path == read.task.module_path
+    results[0].args.append("mine")  # each result's arguments are its own
+    assert results[1].args == [3]
+    assert Job.objects.get(pk=results[0].id).args == [1, 2]
