@@ -15,6 +15,8 @@ DEFAULTS = {
     "JOB_MAINTENANCE_SECONDS": 10.0,
     "JOB_REDISPATCH_GRACE_SECONDS": 15.0,
     "JOB_REDIS_RETRY_SECONDS": 5.0,
+    # Push to RQ from a thread after commit, not in the committing thread.
+    "JOB_REDIS_PUSH_IN_BACKGROUND": True,
     # Prepare the hot statements on PostgreSQL; off behind a pooler in
     # transaction mode that cannot keep them (PgBouncer before 1.21).
     "JOB_PREPARED_STATEMENTS": True,

@@ -505,6 +505,9 @@ class JobsWorker(JobsWorkerMixin, Worker):
         try:
             return super().perform_job(job, queue)
         finally:
+            # The horse exits without running atexit: push what its job
+            # enqueued now, not after the re-dispatch grace.
+            dispatch.pusher.flush(timeout=5)
             connections.close_all()  # the work horse's own; it exits now
 
 

@@ -66,20 +66,26 @@ def database_url():
     return f"postgres://{auth}{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def command_environment(env=None):
+    """The environment of a `manage.py` subprocess of a test: its database,
+    the fast settings, then `env`."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        "PYTHONUNBUFFERED": "1",
+        **{name: str(value) for name, value in FAST_SETTINGS.items()},
+        **(env or {}),
+    }
+
+
 class CommandProcess:
     """A worker command in a subprocess, killed at the end of the test."""
 
     def __init__(self, *args, env=None, command="jobworker"):
         self.args = args
         self.command = command
-        full_env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": database_url(),
-            "PYTHONUNBUFFERED": "1",
-            **{name: str(value) for name, value in FAST_SETTINGS.items()},
-            **(env or {}),
-        }
+        full_env = command_environment(env)
         self.log = open(  # noqa: SIM115 (closed in stop)
             ROOT / f".pytest_cache/worker-{os.getpid()}-{id(self)}.log", "w+"
         )

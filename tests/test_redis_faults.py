@@ -10,6 +10,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from jobs import dispatch
 from jobs.models import Job, JobStatus
 from tests.testapp import tasks
 from tests.testapp.models import Run
@@ -39,6 +40,7 @@ def test_redis_down_at_enqueue__jobs_are_kept_and_run_when_it_is_back(
         started = time.monotonic()
         results = [tasks.record_run.enqueue(f"down-{i}") for i in range(20)]
         elapsed = time.monotonic() - started
+        assert dispatch.pusher.flush(timeout=10)
 
     assert Job.objects.filter(status=JobStatus.READY).count() == 20
     warnings = [r for r in caplog.records if r.name == "jobs.dispatch"]
@@ -57,6 +59,7 @@ def test_redis_down_at_enqueue__jobs_are_kept_and_run_when_it_is_back(
 def test_flushall_after_enqueue__jobs_are_pushed_again(redis_server, start_rqworker):
     with transaction.atomic():
         results = [tasks.record_run.enqueue(f"flushed-{i}") for i in range(20)]
+    assert dispatch.pusher.flush(timeout=10)
     assert redis_server.client().llen("rq:queue:default") == 20
 
     redis_server.flush()  # FLUSHALL

@@ -1,6 +1,8 @@
 """The RQ path: the stock `manage.py rqworker` with our worker class."""
 
 import signal
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 
@@ -17,7 +19,7 @@ from tests.testapp import tasks
 from tests.testapp.models import Run
 
 from .contract import BackendContract
-from .helpers import wait_for
+from .helpers import ROOT, command_environment, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,6 +28,7 @@ SIMPLE = "jobs.redis_queue.JobsSimpleWorker"
 
 def drain_rq(*queues):
     """Run a non-forking rqworker in this process until its queues are empty."""
+    dispatch.pusher.flush(timeout=10)  # what this process enqueued is in Redis
     call_command(
         "rqworker",
         *(queues or ("default", "other")),
@@ -58,6 +61,7 @@ class TestRedisQueue(BackendContract):
         high = tasks.add.using(priority=50).enqueue(1, 2)
         low = tasks.add.using(priority=-1).enqueue(1, 2)
 
+        assert dispatch.pusher.flush(timeout=10)
         client = redis_server.client()
         assert client.lrange("rq:queue:default", 0, -1) == [f"{normal.id}-0".encode()]
         assert client.lrange("rq:queue:default.high", 0, -1) == [
@@ -70,6 +74,7 @@ class TestRedisQueue(BackendContract):
             results = tasks.add.enqueue_many([((i, i), {}) for i in range(100)])
             assert redis_server.client().llen("rq:queue:default") == 0
 
+        assert dispatch.pusher.flush(timeout=10)
         queued = redis_server.client().lrange("rq:queue:default", 0, -1)
         assert queued == [f"{result.id}-0".encode() for result in results]
 
@@ -78,6 +83,9 @@ class TestRedisQueue(BackendContract):
             tasks.add.enqueue(1, 2)
             1 / 0  # noqa: B018
 
+        tasks.add.using(queue_name="other").enqueue(1, 2)  # pushed after
+        assert dispatch.pusher.flush(timeout=10)
+        assert redis_server.client().llen("rq:queue:other") == 1
         assert redis_server.client().llen("rq:queue:default") == 0
 
     def test_duplicate_push__runs_once(self):
@@ -220,3 +228,45 @@ def test_rqworker__renews_its_worker_key_at_most_once_a_second(
     after = client.info("commandstats")["cmdstat_expire"]["calls"]
     assert after - before == 1
     assert client.ttl(worker.key) > 0
+
+
+def test_job_enqueued_by_a_job_in_a_work_horse__is_pushed_before_it_exits(
+    start_rqworker,
+):
+    # A long grace: only the horse's own push can run the follow-up soon.
+    worker = start_rqworker(env={"JOB_REDISPATCH_GRACE_SECONDS": "300"})
+    parent = tasks.enqueue_follow_up.enqueue("follow-up")
+
+    wait_for(lambda: Run.objects.filter(key="follow-up").exists(), timeout=15)
+    follow_up = Job.objects.get(pk=Job.objects.get(pk=parent.id).return_value)
+    assert follow_up.status == JobStatus.SUCCESSFUL
+    assert "re-dispatched" not in worker.output()
+
+
+def test_process_that_enqueues_and_exits__pushes_first(redis_dispatch, redis_server):
+    enqueue = "from tests.testapp import tasks; print(tasks.add.enqueue(1, 2).id)"
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", enqueue],
+        env=command_environment(redis_dispatch),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    job_id = done.stdout.split()[-1]  # after shell's own lines
+    assert Job.objects.filter(pk=job_id, status=JobStatus.READY).exists(), done
+    queued = redis_server.client().lrange("rq:queue:default", 0, -1)
+    assert queued == [f"{job_id}-0".encode()]
+
+
+def test_push_in_background_off__pushed_at_commit(
+    redis_dispatch, redis_server, settings
+):
+    settings.JOB_REDIS_PUSH_IN_BACKGROUND = False
+
+    result = tasks.add.enqueue(1, 2)
+
+    # No flush: the commit itself pushed it.
+    queued = redis_server.client().lrange("rq:queue:default", 0, -1)
+    assert queued == [f"{result.id}-0".encode()]

@@ -114,3 +114,9 @@ def stop_when_cancelled(context, seconds):
             raise JobCancelled("stopped on request")
         time.sleep(0.02)
     return "not cancelled"
+
+
+@task
+def enqueue_follow_up(key):
+    """Enqueue a job from inside a job, as a fan-out task does."""
+    return record_run.enqueue(key).id
