@@ -425,6 +425,23 @@ class JobsWorkerMixin:
         except redis.ConnectionError as e:
             self.log.warning("could not connect to Redis (RQ maintenance): %s", e)
 
+    def execute_job(self, job, queue):
+        # Stock RQ quits when Redis fails around a job (its bookkeeping, the
+        # horse's heartbeats). The row holds the outcome, or the horse is
+        # waited for and its report recorded: carry on with the next job.
+        try:
+            return super().execute_job(job, queue)
+        except redis.ConnectionError as e:
+            self.log.warning(
+                "lost Redis around RQ job %s: %s; its row keeps the outcome", job.id, e
+            )
+            horse = getattr(self, "_horse_pid", 0)
+            if horse:
+                with suppress(ChildProcessError):
+                    os.waitpid(horse, 0)
+                self._horse_pid = 0
+            self._state = WorkerStatus.IDLE  # set_state would need Redis
+
     def dequeue_job_and_maintain_ttl(self, *args, **kwargs):
         # RQ waits for Redis inside, but not when marking itself idle first.
         wait = 1.0

@@ -158,3 +158,22 @@ def test_rq_scheduler_killed__worker_starts_it_again(start_rqworker):
     wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, timeout=20)
     assert "scheduler process died" in worker.output()
     assert scheduler not in worker.children()
+
+
+@pytest.mark.parametrize("worker_class", ["JobsWorker", "JobsSimpleWorker"])
+def test_redis_outage_mid_job__job_recorded_and_worker_carries_on(
+    redis_server, start_rqworker, worker_class
+):
+    worker = start_rqworker("--worker-class", f"jobs.redis_queue.{worker_class}")
+    first = tasks.sleep_then_record.enqueue("mid-outage", 1.5)
+    wait_for(lambda: status_of(first) == JobStatus.RUNNING, message="claim")
+
+    redis_server.stop()  # RQ's bookkeeping after the job fails
+    wait_for(lambda: Run.objects.filter(key="mid-outage").exists(), message="run")
+    time.sleep(0.5)
+    redis_server.start()
+    second = tasks.record_run.enqueue("after-mid-outage")
+
+    wait_for(lambda: all_succeeded([first, second]), timeout=40)
+    assert worker.process.poll() is None, worker.output()[-3000:]
+    assert Run.objects.filter(key="mid-outage").count() == 1
