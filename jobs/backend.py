@@ -261,7 +261,7 @@ class JobsBackend(BaseTaskBackend):
         job = self._new_job(task, args, kwargs, timezone.now())
         insert([job])
         dispatch.ring([job], inserted=True)
-        return self._announce(task, job)
+        return self._announce(job, task_result(job, self.alias, task=task))
 
     def enqueue_many(self, task, calls):
         """Enqueue one job per `(args, kwargs)` in `calls`, all at once.
@@ -276,7 +276,9 @@ class JobsBackend(BaseTaskBackend):
         jobs = [make(args, kwargs) for args, kwargs in calls]
         insert(jobs)
         dispatch.ring(jobs, inserted=True)
-        return [self._announce(task, job, new_task_result) for job in jobs]
+        return [
+            self._announce(job, new_task_result(job, self.alias, task)) for job in jobs
+        ]
 
     def _new_job(self, task, args, kwargs, now):
         args, kwargs = json_arguments(task, args, kwargs)
@@ -325,8 +327,7 @@ class JobsBackend(BaseTaskBackend):
 
         return make
 
-    def _announce(self, task, job, build=None):
-        result = (build or task_result)(job, self.alias, task=task)
+    def _announce(self, job, result):
         task_enqueued.send(type(self), task_result=result)
         if log_enabled(logging.DEBUG):
             log_event(

@@ -391,10 +391,8 @@ class JobsWorkerMixin:
             if now - self.heartbeat_sent < self.heartbeat_every:
                 return
             self.heartbeat_sent = now
-            try:
+            with self.redis_may_fail("heartbeat"):  # the next dequeue waits
                 super().heartbeat()
-            except redis.ConnectionError as e:  # the next dequeue waits for it
-                self.log.warning("could not connect to Redis (heartbeat): %s", e)
             return
         super().heartbeat(timeout, pipeline)
 
@@ -410,20 +408,23 @@ class JobsWorkerMixin:
             self.log.warning("RQ scheduler process died; starting it again")
             self.scheduler.acquire_locks(auto_start=True)
 
-    # Stock RQ quits when Redis fails here, outside the dequeue that waits
-    # for Redis to come back. Carry on instead: the dequeue that follows waits
-    # (with RQ's backoff) and the maintenance runs again on the next turn.
-    def check_for_suspension(self, burst):
+    @contextmanager
+    def redis_may_fail(self, what):
+        """Stock RQ quits when Redis fails outside the dequeue that waits for
+        it to come back. Log and carry on instead: the dequeue that follows
+        waits (with RQ's backoff), and the step runs again on the next turn."""
         try:
-            super().check_for_suspension(burst)
+            yield
         except redis.ConnectionError as e:
-            self.log.warning("could not connect to Redis (suspension check): %s", e)
+            self.log.warning("could not connect to Redis (%s): %s", what, e)
+
+    def check_for_suspension(self, burst):
+        with self.redis_may_fail("suspension check"):
+            super().check_for_suspension(burst)
 
     def run_maintenance_tasks(self):
-        try:
+        with self.redis_may_fail("RQ maintenance"):
             super().run_maintenance_tasks()
-        except redis.ConnectionError as e:
-            self.log.warning("could not connect to Redis (RQ maintenance): %s", e)
 
     def execute_job(self, job, queue):
         # Stock RQ quits when Redis fails around a job (its bookkeeping, the
@@ -453,7 +454,10 @@ class JobsWorkerMixin:
                     "could not connect to Redis: %s; retrying in %d seconds", e, wait
                 )
                 time.sleep(wait)
-                wait = min(wait * 2, self.max_connection_wait_time)
+                wait = min(
+                    wait * self.exponential_backoff_factor,
+                    self.max_connection_wait_time,
+                )
 
     def work(self, *args, **kwargs):
         conf.check_database()
