@@ -25,10 +25,16 @@ from .models import Job
 # them to RUNNING. MATERIALIZED makes PostgreSQL run the SELECT once; inlined
 # as `id IN (SELECT ...)` it may run it again and claim more than `limit`
 # rows under concurrency.
+#
+# Statements that find rows by id test their status as `(...) IS TRUE`,
+# which no index can answer, so the primary key finds the rows. A plain
+# `status = 'READY'` let the planner walk every READY row instead whenever
+# its statistics were taken with few of them (a queue just filled): each
+# claim then cost O(waiting jobs), 8 ms per batch of 25 with 1,000 waiting.
 PICK_AND_CLAIM = """
 picked AS MATERIALIZED (
     SELECT id FROM jobs_job
-    WHERE status = 'READY' AND run_after <= %(now)s {filters}
+    WHERE {due} AND run_after <= %(now)s {filters}
     ORDER BY priority DESC, run_after
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -42,10 +48,14 @@ picked AS MATERIALIZED (
         lease_token = %(token)s,
         lease_expires_at = %(expires)s
     FROM picked
-    WHERE job.id = picked.id AND job.status = 'READY'
+    WHERE job.id = picked.id AND (job.status = 'READY') IS TRUE
     RETURNING {columns}
 )
 """
+# The claim index answers `status = 'READY'` in queue and priority order;
+# a claim of one job by id must use the primary key instead.
+DUE_IN_ORDER = "status = 'READY'"
+DUE_BY_ID = "id = %(job_id)s AND (status = 'READY') IS TRUE"
 
 # Record a batch of finished runs, each guarded on the lease token it was
 # claimed with. A row whose cancel was requested ends CANCELLED.
@@ -60,7 +70,8 @@ FROM unnest(
     %(done_ids)s::uuid[], %(done_tokens)s::text[],
     %(done_finished_at)s::timestamptz[], %(done_values)s::jsonb[]
 ) AS done(id, token, finished_at, return_value)
-WHERE job.id = done.id AND job.status = 'RUNNING' AND job.lease_token = done.token
+WHERE job.id = ANY(%(done_ids)s::uuid[]) AND job.id = done.id
+    AND (job.status = 'RUNNING') IS TRUE AND job.lease_token = done.token
 RETURNING job.id, job.status
 """
 
@@ -105,14 +116,14 @@ def claim(queues, limit, worker_id, token, now, expires, job_id=None, successes=
         filters += " AND queue_name = ANY(%(queues)s)"
         params["queues"] = list(queues)
     if job_id is not None:
-        filters += " AND id = %(job_id)s"
         params["job_id"] = job_id
     connection = connections[Job.objects.db]
     with bound_cursor(connection) as cursor:
         if not successes:
-            cursor.execute(claim_sql(filters, False), params)
+            cursor.execute(claim_sql(filters, job_id is not None, False), params)
             return jobs_from(cursor.fetchall(), connection), {}
-        cursor.execute(claim_sql(filters, True), params | success_params(successes))
+        sql = claim_sql(filters, job_id is not None, True)
+        cursor.execute(sql, params | success_params(successes))
         rows = cursor.fetchall()
     ids, statuses = rows[0][:2]
     recorded = dict(zip(ids or (), statuses or (), strict=True))
@@ -121,10 +132,11 @@ def claim(queues, limit, worker_id, token, now, expires, job_id=None, successes=
 
 
 @cache
-def claim_sql(filters, after_successes):
+def claim_sql(filters, by_id, after_successes):
     columns = ", ".join(f"job.{field.column}" for field in Job._meta.concrete_fields)
     sql = CLAIM_AFTER_SUCCESSES if after_successes else CLAIM
-    return sql.format(filters=filters, columns=columns)
+    due = DUE_BY_ID if by_id else DUE_IN_ORDER
+    return sql.format(due=due, filters=filters, columns=columns)
 
 
 def success_params(outcomes):

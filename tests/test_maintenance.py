@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs import execution, heartbeat, maintenance
+from jobs import execution, heartbeat, maintenance, postgres
 from jobs.models import Job, JobStatus, Lease, WorkerProcess
 
 from .helpers import in_the_past, make_job
@@ -144,6 +144,74 @@ def test_claim__is_prepared_once_per_connection_unless_turned_off(
         )
         assert cursor.fetchone()[0] == (1 if prepared else 0)
     assert Job.objects.filter(status=JobStatus.RUNNING).count() == 4
+
+
+def rows_read(plan, table="jobs_job"):
+    """Rows of `table` an EXPLAIN ANALYZE plan read, kept or thrown away."""
+    own = 0
+    if plan.get("Relation Name") == table and plan["Node Type"] != "ModifyTable":
+        kept = plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)
+        own = kept * plan["Actual Loops"]
+    return own + sum(rows_read(child, table) for child in plan.get("Plans", []))
+
+
+def explain_analyze(sql, params):
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+        return cursor.fetchone()[0][0]["Plan"]
+
+
+@pytest.mark.parametrize("by_id", [False, True])
+def test_claim__reads_only_the_rows_it_claims_when_statistics_are_stale(
+    postgres_only, by_id
+):
+    # Statistics taken while no row was READY, then 300 rows become due: the
+    # planner believes READY rows are rare, as after a queue fills up.
+    for _ in range(300):
+        make_job(status=JobStatus.SUCCESSFUL, finished_at=timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    Job.objects.update(status=JobStatus.READY, finished_at=None)
+    wanted = Job.objects.order_by("?").first().pk if by_id else None
+    now = timezone.now()
+    params = {
+        "now": now,
+        "limit": 1 if by_id else 10,
+        "worker_id": "w",
+        "token": "w:1",
+        "expires": execution.lease_expiry(now),
+        "queue": "default",
+        "job_id": wanted,
+    }
+    filters = "" if by_id else " AND queue_name = %(queue)s"
+
+    plan = explain_analyze(postgres.claim_sql(filters, by_id, False), params)
+
+    assert plan["Actual Rows"] == params["limit"]
+    # The pick reads the rows it locks, the UPDATE each of them once more.
+    assert rows_read(plan) <= 2 * params["limit"]
+
+
+def test_record_successes__reads_only_the_rows_it_records(postgres_only):
+    now = timezone.now()
+    finished = [
+        Job(task_path="t", enqueued_at=now, run_after=now, finished_at=now)
+        for _ in range(3000)
+    ]
+    Job.objects.bulk_create(finished)
+    Job.objects.update(status=JobStatus.SUCCESSFUL)
+    jobs = [
+        make_job(status=JobStatus.RUNNING, lease_token=f"w:{i}", attempts=1)
+        for i in range(100)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    done = [execution.Outcome(job=job, finished_at=now) for job in jobs[:5]]
+
+    plan = explain_analyze(postgres.SUCCEED, postgres.success_params(done))
+
+    assert plan["Actual Rows"] == 5
+    assert rows_read(plan) == 5
 
 
 def test_lease__one_holder_at_a_time_until_it_expires():
