@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -212,6 +212,32 @@ def test_record_successes__reads_only_the_rows_it_records(postgres_only):
 
     assert plan["Actual Rows"] == 5
     assert rows_read(plan) == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_successes__skips_the_wal_flush_of_its_own_transaction_only(
+    postgres_only,
+):
+    job = make_job(status=JobStatus.RUNNING, lease_token="w:1", attempts=1)
+    outcome = execution.Outcome(job=job, finished_at=timezone.now())
+
+    def synchronous_commit():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    with transaction.atomic():
+        assert synchronous_commit() == "on"
+        recorded = postgres.record_successes([outcome])
+        assert synchronous_commit() == "off"
+
+    assert recorded == {job.pk: JobStatus.SUCCESSFUL}
+    assert synchronous_commit() == "on"  # the next transaction flushes again
+    # A claim is never relaxed: it must survive a crash.
+    make_job()
+    with transaction.atomic():
+        assert len(execution.claim(["default"], 1, "w", "w:2")) == 1
+        assert synchronous_commit() == "on"
 
 
 def test_lease__one_holder_at_a_time_until_it_expires():
