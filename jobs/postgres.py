@@ -58,7 +58,9 @@ DUE_IN_ORDER = "status = 'READY'"
 DUE_BY_ID = "id = %(job_id)s AND (status = 'READY') IS TRUE"
 
 # Record a batch of finished runs, each guarded on the lease token it was
-# claimed with. A row whose cancel was requested ends CANCELLED.
+# claimed with. A row whose cancel was requested ends CANCELLED. The arrays
+# travel in binary (`%b`): psycopg builds a text array element by element,
+# quoting each, which cost 850 us per batch of 50 against 490 us.
 SUCCEED = """
 UPDATE jobs_job AS job SET
     status = CASE WHEN job.cancel_requested
@@ -67,10 +69,10 @@ UPDATE jobs_job AS job SET
     return_value = done.return_value,
     lease_expires_at = NULL
 FROM unnest(
-    %(done_ids)s::uuid[], %(done_tokens)s::text[],
-    %(done_finished_at)s::timestamptz[], %(done_values)s::jsonb[]
+    %(done_ids)b::uuid[], %(done_tokens)b::text[],
+    %(done_finished_at)b::timestamptz[], %(done_values)s::jsonb[]
 ) AS done(id, token, finished_at, return_value)
-WHERE job.id = ANY(%(done_ids)s::uuid[]) AND job.id = done.id
+WHERE job.id = ANY(%(done_ids)b::uuid[]) AND job.id = done.id
     AND (job.status = 'RUNNING') IS TRUE AND job.lease_token = done.token
 RETURNING job.id, job.status
 """
