@@ -6,6 +6,7 @@ import time
 import pytest
 from django.db import transaction
 
+from bench.services import free_port
 from jobs.models import Job, JobStatus, WorkerProcess
 from tests.testapp import tasks
 from tests.testapp.models import Run
@@ -138,3 +139,22 @@ def test_sigterm__claimed_jobs_that_never_started_are_released_uncounted(
     for job in released:
         assert (job.attempts, job.worker_ids, job.started_at) == (0, [], None)
         assert job.errors == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dev_ctrl_c__running_job_finishes_and_both_stop(start_worker):
+    dev = start_worker("--addrport", f"127.0.0.1:{free_port()}", command="dev")
+    wait_for(
+        lambda: Job.objects.filter(
+            task_path="jobs.examples.index_repository", status=JobStatus.RUNNING
+        ).exists(),
+        timeout=60,
+        message="the 5 s example job to start",
+    )
+
+    dev.signal(signal.SIGINT)
+
+    assert dev.wait(timeout=30) == 0
+    job = Job.objects.get(task_path="jobs.examples.index_repository")
+    assert job.status == JobStatus.SUCCESSFUL  # finished, not put back
+    assert "putting active jobs back" not in dev.output()

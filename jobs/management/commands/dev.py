@@ -51,7 +51,13 @@ class Command(BaseCommand):
             users.create_superuser("admin", "admin@example.org", "admin")  # noqa: S106
 
     def _wait(self, children):
+        """Forward Ctrl-C and SIGTERM to both children; stop the other when
+        one exits. A child already told to stop is not told twice: a second
+        signal makes the worker put its running jobs back."""
+        signalled = []
+
         def forward(signum, frame):
+            signalled.append(signum)
             for child in children:
                 if child.poll() is None:
                     child.send_signal(signum)
@@ -60,7 +66,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, forward)
         while all(child.poll() is None for child in children):
             time.sleep(0.2)
-        forward(signal.SIGTERM, None)
+        if not signalled:
+            forward(signal.SIGTERM, None)
         for child in children:
             child.wait()
         os._exit(max(child.returncode or 0 for child in children))
