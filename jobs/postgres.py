@@ -61,7 +61,7 @@ DUE_BY_ID = "id = %(job_id)s AND (status = 'READY') IS TRUE"
 # claimed with. A row whose cancel was requested ends CANCELLED. The arrays
 # travel in binary (`%b`): psycopg builds a text array element by element,
 # quoting each, which cost 850 us per batch of 50 against 490 us.
-SUCCEED = """
+SUCCEED_TEMPLATE = """
 UPDATE jobs_job AS job SET
     status = CASE WHEN job.cancel_requested
         THEN 'CANCELLED' ELSE 'SUCCESSFUL' END,
@@ -71,11 +71,12 @@ UPDATE jobs_job AS job SET
 FROM unnest(
     %(done_ids)b::uuid[], %(done_tokens)b::text[],
     %(done_finished_at)b::timestamptz[], %(done_values)s::jsonb[]
-) AS done(id, token, finished_at, return_value)
+) AS done(id, token, finished_at, return_value){no_flush}
 WHERE job.id = ANY(%(done_ids)b::uuid[]) AND job.id = done.id
     AND (job.status = 'RUNNING') IS TRUE AND job.lease_token = done.token
 RETURNING job.id, job.status
 """
+SUCCEED = SUCCEED_TEMPLATE.format(no_flush="")
 
 # The same, committed without waiting for the WAL to reach the disk
 # (`synchronous_commit` off for this statement's transaction only). A
@@ -86,10 +87,8 @@ RETURNING job.id, job.status
 # durable: a forgotten claim would let a second worker run the job while
 # the first still does. On the benchmark machine each flush took 1-10 ms,
 # half of a database worker's time.
-SUCCEED_WITHOUT_FLUSH = SUCCEED.replace(
-    "WHERE job.id = ANY",
-    "    CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS s\n"
-    "WHERE job.id = ANY",
+SUCCEED_WITHOUT_FLUSH = SUCCEED_TEMPLATE.format(
+    no_flush="\n    CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) s"
 )
 
 CLAIM = "".join(["WITH ", PICK_AND_CLAIM, "SELECT * FROM claimed"])
@@ -132,14 +131,15 @@ def claim(queues, limit, worker_id, token, now, expires, job_id=None, successes=
     elif queues is not None:
         filters += " AND queue_name = ANY(%(queues)s)"
         params["queues"] = list(queues)
-    if job_id is not None:
+    by_id = job_id is not None
+    if by_id:
         params["job_id"] = job_id
     connection = connections[Job.objects.db]
     with bound_cursor(connection) as cursor:
         if not successes:
-            cursor.execute(claim_sql(filters, job_id is not None, False), params)
+            cursor.execute(claim_sql(filters, by_id, False), params)
             return jobs_from(cursor.fetchall(), connection), {}
-        sql = claim_sql(filters, job_id is not None, True)
+        sql = claim_sql(filters, by_id, True)
         cursor.execute(sql, params | success_params(successes))
         rows = cursor.fetchall()
     ids, statuses = rows[0][:2]
