@@ -51,23 +51,25 @@ class Command(BaseCommand):
             users.create_superuser("admin", "admin@example.org", "admin")  # noqa: S106
 
     def _wait(self, children):
-        """Forward Ctrl-C and SIGTERM to both children; stop the other when
-        one exits. A child already told to stop is not told twice: a second
-        signal makes the worker put its running jobs back."""
+        """Stop both children on Ctrl-C or SIGTERM, and the other when one
+        exits. Each stop is a SIGTERM: a child may ignore SIGINT (inherited
+        from a shell's background job), and the worker takes SIGTERM as
+        Ctrl-C. A child is not told twice unless a signal comes twice: a
+        second one makes the worker put its running jobs back."""
         signalled = []
 
-        def forward(signum, frame):
+        def stop(signum=None, frame=None):
             signalled.append(signum)
             for child in children:
                 if child.poll() is None:
-                    child.send_signal(signum)
+                    child.send_signal(signal.SIGTERM)
 
-        signal.signal(signal.SIGINT, forward)
-        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
         while all(child.poll() is None for child in children):
             time.sleep(0.2)
         if not signalled:
-            forward(signal.SIGTERM, None)
+            stop()
         for child in children:
             child.wait()
         os._exit(max(child.returncode or 0 for child in children))
