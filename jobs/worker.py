@@ -2,7 +2,10 @@
 
 One main thread owns the loop and every write the worker itself makes
 (claims, batched completions, heartbeats, maintenance); `concurrency` threads
-run task functions. Signals only set flags, the loop acts on them:
+run task functions, each taking the next claimed job itself as soon as it
+is free. The loop is woken only when it has something to do: the claimed
+jobs run low, the first run of a batch finishes, a batch is full.
+Signals only set flags, the loop acts on them:
 first SIGTERM/SIGINT stops claiming and lets active jobs finish; a second one
 puts the active jobs back as READY and exits at once.
 """
@@ -10,12 +13,10 @@ puts the active jobs back as READY and exits at once.
 import ctypes
 import logging
 import os
-import queue
 import signal
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from inspect import iscoroutinefunction
@@ -37,6 +38,7 @@ class Running:
     """A job handed to a thread, and what the loop needs to stop it in time."""
 
     job: object
+    wake: threading.Event | None = None  # the loop's, told of a new deadline
     deadline: float | None = None  # monotonic end of its timeout, if any
     thread_id: int | None = None  # set only while the task function runs
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,6 +58,8 @@ class Running:
         with self.lock:
             self.thread_id = threading.get_ident()
             self.deadline = time.monotonic() + timeout
+        if self.wake is not None:
+            self.wake.set()  # the loop's next wait must end by the deadline
         try:
             yield
         except JobTimeout:
@@ -71,21 +75,6 @@ class Running:
             if self.thread_id and self.deadline and now >= self.deadline:
                 self.deadline = None
                 set_async_exception(self.thread_id, JobTimeout)
-
-
-def close_thread_connections(pool, threads):
-    """Close the database connections the pool's threads opened."""
-    barrier = threading.Barrier(threads)
-
-    def close():
-        try:
-            barrier.wait(timeout=5)  # one call per thread, not two on one
-        except threading.BrokenBarrierError:
-            pass
-        connections.close_all()
-
-    for future in [pool.submit(close) for _ in range(threads)]:
-        future.result()
 
 
 def set_async_exception(thread_id, exception_class):
@@ -124,10 +113,15 @@ class Worker:
         self.stats = WorkerStats()
         self.prefetch = conf.get("JOB_PREFETCH")
         self.ack_batch = max(self.concurrency, conf.get("JOB_ACK_BATCH"))
-        self.running = {}  # job pk -> Running: handed to a thread
-        self.buffer = deque()  # claimed, not yet handed to a thread
-        self.done = queue.SimpleQueue()  # Outcomes from the threads
-        self._unrecorded = []  # Outcomes taken from `done`, not yet written
+        # Shared with the job threads, under `available`'s lock:
+        self.available = threading.Condition()
+        self.buffer = deque()  # claimed, not yet taken by a thread
+        self.running = {}  # job pk -> Running: taken, outcome not collected
+        self.finished = []  # Outcomes from the threads, not collected
+        self.ack_armed = False  # the loop's wait ends in time for `finished`
+        self.refill_asked = False  # a thread said the buffer runs low
+        self.closing = False  # the threads exit once the buffer is empty
+        self._unrecorded = []  # Outcomes collected, not yet written
         self.wake = threading.Event()
         self.stopping = False  # first signal: finish active jobs, claim nothing
         self.aborting = False  # second signal: put active jobs back, exit now
@@ -150,16 +144,24 @@ class Worker:
             self.concurrency,
             self.burst,
         )
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="job")
+        threads = [
+            threading.Thread(target=self._serve, name=f"job_{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for thread in threads:
+            thread.start()
         self._register()
         try:
-            self._loop(pool)
+            self._loop()
         finally:
             heartbeat.unregister(self.worker_id)
             listener.stop()
+            with self.available:
+                self.closing = True
+                self.available.notify_all()
             if not self.aborting:
-                close_thread_connections(pool, self.concurrency)
-            pool.shutdown(wait=not self.aborting)
+                for thread in threads:
+                    thread.join()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         logger.info(
@@ -200,10 +202,10 @@ class Worker:
 
     # --- The loop ---------------------------------------------------------
 
-    def _loop(self, pool):
+    def _loop(self):
         while True:
             try:
-                if self._step(pool):
+                if self._step():
                     return
             except DatabaseError as e:
                 # The database went away (restart, failover): keep the
@@ -213,27 +215,25 @@ class Worker:
                 self.wake.wait(conf.get("JOB_POLL_SECONDS"))
                 self.wake.clear()
 
-    def _step(self, pool):
+    def _step(self):
         """Do one turn of the loop; return True when the worker should exit."""
+        self.wake.clear()
         self._collect(force=self.stopping or not self.buffer)
         if self.aborting:
             self._abort()
         if self.stopping and self.buffer:
             self._release_buffer()
-        if not self.running and (self.stopping or self._reached_max_jobs()):
+        if self._idle() and (self.stopping or self._reached_max_jobs()):
             self._collect(force=True)
             return True
         self._housekeeping()
-        self._start_buffered(pool)
         claimed, wanted = self._claim()
-        self._start_buffered(pool)
-        if self.burst and not claimed and not self.running and not self.buffer:
+        if self.burst and not claimed and self._idle():
             self._collect(force=True)
             return True
-        if wanted and claimed == wanted and self.running.keys() and not self.buffer:
-            return False  # threads are hungry and rows are due: claim again
+        if wanted and claimed == wanted and len(self.buffer) < self.concurrency:
+            return False  # the threads empty the buffer and rows are due
         self.wake.wait(self._wait_seconds())
-        self.wake.clear()
         return False
 
     def _claim(self):
@@ -251,32 +251,67 @@ class Worker:
             return 0, 0
         token = f"{self.worker_id}:{next(self._tokens)}"
         jobs = execution.claim(self.queues, wanted, self.worker_id, token)
-        self.buffer.extend(jobs)
+        with self.available:
+            self.buffer.extend(jobs)
+            self.refill_asked = False
+            self.available.notify(len(jobs))
         self.stats.claimed += len(jobs)
         return len(jobs), wanted
 
-    def _start_buffered(self, pool):
-        """Hand claimed jobs to free threads, highest priority first."""
-        while self.buffer and len(self.running) < self.concurrency:
-            job = self.buffer.popleft()
-            self.running[job.pk] = running = Running(job=job)
-            pool.submit(self._run_in_thread, running)
-
     def _release_buffer(self):
-        released = execution.release(list(self.buffer))
-        self.buffer.clear()
+        with self.available:
+            jobs = list(self.buffer)
+            self.buffer.clear()
+        released = execution.release(jobs)
         if released:
             logger.info("released %d claimed jobs that had not started", released)
 
-    def _run_in_thread(self, running):
+    # --- The job threads --------------------------------------------------
+
+    def _serve(self):
+        """A job thread: run claimed jobs, highest priority first, until the
+        worker closes."""
         try:
-            outcome = execution.run(
-                running.job, self.backend_alias, guard=running.deadline_guard
-            )
+            while (running := self._take()) is not None:
+                try:
+                    outcome = execution.run(
+                        running.job, self.backend_alias, guard=running.deadline_guard
+                    )
+                finally:
+                    close_old_connections()
+                self._hand_back(outcome)
         finally:
-            close_old_connections()
-        self.done.put(outcome)
-        self.wake.set()
+            connections.close_all()  # this thread's own connections
+
+    def _take(self):
+        """Wait for a claimed job and take it; None once the worker closes
+        (a loop that ends leaves nothing claimed to take, unless it crashed:
+        then the rescuer puts those jobs back)."""
+        with self.available:
+            while not self.buffer and not self.closing:
+                self.available.wait()
+            if self.closing:
+                return None
+            job = self.buffer.popleft()
+            self.running[job.pk] = running = Running(job=job, wake=self.wake)
+            # Ask the loop for more once, when fewer are left than threads.
+            refill = len(self.buffer) < self.concurrency and not self.refill_asked
+            self.refill_asked = self.refill_asked or refill
+        if refill:
+            self.wake.set()
+        return running
+
+    def _hand_back(self, outcome):
+        """Give a finished run to the loop, waking it only when its wait
+        would not end in time to record the run."""
+        with self.available:
+            self.finished.append(outcome)
+            wake = not self.ack_armed or len(self.finished) >= self.ack_batch
+            self.ack_armed = True
+        if wake:
+            self.wake.set()
+
+    # --- Recording --------------------------------------------------------
 
     def _collect(self, force=False):
         """Record finished runs in batches of JOB_ACK_BATCH or JOB_ACK_SECONDS.
@@ -284,14 +319,11 @@ class Worker:
         A lone finished job waits at most JOB_ACK_SECONDS for company; the
         worker never waits with threads idle for want of a write.
         """
-        while True:
-            try:
-                outcome = self.done.get_nowait()
-            except queue.Empty:
-                break
-            # Its thread is free at once; only the write waits for company.
-            self.running.pop(outcome.job.pk, None)
-            self._unrecorded.append(outcome)
+        with self.available:
+            finished, self.finished = self.finished, []
+            for outcome in finished:
+                self.running.pop(outcome.job.pk, None)
+        self._unrecorded += finished
         if not self._unrecorded:
             return
         first_done = self._unrecorded[0].finished
@@ -302,6 +334,11 @@ class Worker:
         self.stats.finished += len(self._unrecorded)
         self._unrecorded = []
 
+    def _idle(self):
+        """Say whether no claimed job waits or runs (all runs collected)."""
+        with self.available:
+            return not self.buffer and not self.running
+
     def _reached_max_jobs(self):
         return self.max_jobs is not None and self.stats.claimed >= self.max_jobs
 
@@ -310,11 +347,17 @@ class Worker:
         finished runs waiting to be recorded."""
         now = time.monotonic()
         wake_at = [now + conf.get("JOB_POLL_SECONDS")]
-        if self._unrecorded:
-            wake_at.append(self._unrecorded[0].finished + conf.get("JOB_ACK_SECONDS"))
-        if self.running:
+        with self.available:
+            first = (self._unrecorded or self.finished or [None])[0]
+            # From here on a thread handing back a run wakes the loop only
+            # if this wait would not end in time to record it.
+            self.ack_armed = first is not None
+            running = list(self.running.values())
+        if first is not None:
+            wake_at.append(first.finished + conf.get("JOB_ACK_SECONDS"))
+        if running:
             wake_at.append(self._next_heartbeat)
-            wake_at.extend(r.deadline for r in self.running.values() if r.deadline)
+            wake_at.extend(r.deadline for r in running if r.deadline)
         return max(0.0, min(wake_at) - now)
 
     # --- Housekeeping -----------------------------------------------------
@@ -322,8 +365,10 @@ class Worker:
     def _housekeeping(self):
         now = time.monotonic()
         if now >= self._next_heartbeat:
-            held = [r.job for r in self.running.values()]
-            held += [o.job for o in self._unrecorded] + list(self.buffer)
+            with self.available:
+                held = [r.job for r in self.running.values()]
+                held += [o.job for o in self.finished] + list(self.buffer)
+            held += [o.job for o in self._unrecorded]
             execution.renew_leases(held)
             if not heartbeat.beat(self.worker_id):
                 self._register()
@@ -334,13 +379,16 @@ class Worker:
         self._enforce_timeouts(now)
 
     def _enforce_timeouts(self, now):
-        for running in self.running.values():
-            running.interrupt_if_late(now)
+        with self.available:
+            running = list(self.running.values())
+        for job_run in running:
+            job_run.interrupt_if_late(now)
 
     def _abort(self):
         """Put the active jobs back as READY and leave the process now."""
         self._release_buffer()
-        jobs = [r.job for r in self.running.values()]
+        with self.available:
+            jobs = [r.job for r in self.running.values()]
         put_back = execution.put_back(
             jobs,
             WorkerInterrupted("The worker was stopped while this job ran."),

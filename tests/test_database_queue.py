@@ -6,10 +6,11 @@ from contextlib import contextmanager
 import pytest
 from django.db import connections
 
+from jobs.models import Job, JobStatus
 from jobs.worker import Worker
 
 from .contract import BackendContract
-from .helpers import run_worker
+from .helpers import make_job, run_worker, wait_for
 
 
 @pytest.mark.django_db(transaction=True)
@@ -35,3 +36,44 @@ class TestDatabaseQueue(BackendContract):
             worker.stop()
             thread.join(timeout=20)
             assert not thread.is_alive(), "worker did not stop"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_max_jobs__runs_that_many_and_leaves_the_rest_claimable():
+    for _ in range(5):
+        make_job()
+
+    # One thread, so most of the claimed batch waits in the worker's buffer.
+    run_worker(max_jobs=3, concurrency=1, burst=False)
+
+    statuses = sorted(Job.objects.values_list("status", "attempts"))
+    assert statuses == [("READY", 0)] * 2 + [("SUCCESSFUL", 1)] * 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_idle_loop__is_woken_to_record_a_run_at_once(settings):
+    # A loop that polls every 30 s and renews leases every 20 s must still
+    # record a finished run within JOB_ACK_SECONDS: the job thread wakes it.
+    settings.JOB_POLL_SECONDS = 30
+    settings.JOB_LEASE_SECONDS = 60
+    job = make_job(task_path="tests.testapp.tasks.sleep_then_record", args=["k", 0.3])
+    worker = Worker(concurrency=2, install_signals=False)
+    thread = threading.Thread(target=run_and_close, args=(worker,))
+    thread.start()
+    try:
+        wait_for(
+            lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCESSFUL,
+            timeout=3,
+            message="the finished run to be recorded",
+        )
+    finally:
+        worker.stop()
+        thread.join(timeout=20)
+    assert not thread.is_alive(), "worker did not stop"
+
+
+def run_and_close(worker):
+    try:
+        worker.run()
+    finally:
+        connections.close_all()
