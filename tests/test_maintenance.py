@@ -201,7 +201,7 @@ def test_claim__reads_only_the_rows_it_claims_when_statistics_are_stale(
     }
     filters = "" if by_id else " AND queue_name = %(queue)s"
 
-    plan = explain_analyze(postgres.claim_sql(filters, by_id, False), params)
+    plan = explain_analyze(postgres.claim_sql(filters, by_id), params)
 
     assert plan["Actual Rows"] == params["limit"]
     # The pick reads the rows it locks, the UPDATE each of them once more.
@@ -217,14 +217,52 @@ def test_record_successes__reads_only_the_rows_it_records(postgres_only):
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE jobs_job")
     now = timezone.now()
-    done = [execution.Outcome(job=job, finished_at=now) for job in jobs[:5]]
-    params = postgres.success_params(done)
+    for count in (5, 1):
+        done = [execution.Outcome(job=job, finished_at=now) for job in jobs[:count]]
+        params = postgres.success_params(done)
+        for flush in (True, False):
+            plan = explain_analyze(postgres.succeed_sql(count == 1, flush), params)
 
-    for sql in (postgres.SUCCEED, postgres.SUCCEED_WITHOUT_FLUSH):
-        plan = explain_analyze(sql, params)
+            assert plan["Actual Rows"] == count
+            assert rows_read(plan) == count
 
-        assert plan["Actual Rows"] == 5
-        assert rows_read(plan) == 5
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("with_claim", [False, True])
+def test_recording_one_run__is_planned_once_per_connection(postgres_only, with_claim):
+    # PostgreSQL plans a prepared statement for each execution (a custom
+    # plan) until its one generic plan looks no dearer. The RQ path records
+    # one run per statement, with its next claim or alone.
+    finished_jobs(3000)  # a table where ten lookups cost more than one
+    running = [
+        make_job(status=JobStatus.RUNNING, lease_token=f"w:{i}", attempts=1)
+        for i in range(8)
+    ]
+    ready = [make_job() for _ in range(8)]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    connection.close()  # a new connection: nothing prepared on it yet
+
+    for i, job in enumerate(running):
+        done = [execution.Outcome(job=job, finished_at=timezone.now())]
+        if with_claim:
+            token = f"w:c{i}"
+            claimed = execution.claim(None, 1, "w", token, ready[i].pk, done)
+            assert [claimed_job.pk for claimed_job in claimed] == [ready[i].pk]
+        else:
+            assert execution.record_successes(done) == {job.pk: JobStatus.SUCCESSFUL}
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
+            ["%'SUCCESSFUL'%"],
+        )
+        ((generic, custom),) = cursor.fetchall()
+    # Five custom plans to compare with, then the generic one every time.
+    assert (generic, custom) == (3, 5)
+    recorded = Job.objects.filter(pk__in=[job.pk for job in running])
+    assert set(recorded.values_list("status", flat=True)) == {JobStatus.SUCCESSFUL}
 
 
 @pytest.mark.django_db(transaction=True)
