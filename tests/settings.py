@@ -12,3 +12,8 @@ JOB_QUEUES = ["default", "other"]
 TASKS = {"default": {**TASKS["default"], "QUEUES": JOB_QUEUES}}
 RQ_QUEUES = rq_queues(REDIS_URL, JOB_QUEUES) if REDIS_URL else {}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# A fresh clone has no collectstatic output: serve static files from the apps,
+# as in development, rather than warn on every request that it is missing.
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True
