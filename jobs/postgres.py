@@ -71,27 +71,29 @@ WHERE {ids} AND job.id = done.id
     AND (job.status = 'RUNNING') IS TRUE AND job.lease_token = done.token
 RETURNING job.id, job.status
 """
-# The runs travel as arrays, in binary (`%b`): psycopg builds a text array
-# element by element, quoting each, which cost 850 us per batch of 50
-# against 490 us.
-DONE_MANY = {
-    "done": """unnest(
+# How the runs travel, by `done_kind`.
+DONE = {
+    # As arrays, in binary (`%b`): psycopg builds a text array element by
+    # element, quoting each, which cost 850 us per batch of 50 against 490 us.
+    "many": {
+        "done": """unnest(
     %(done_ids)b::uuid[], %(done_tokens)b::text[],
     %(done_finished_at)b::timestamptz[], %(done_values)s::jsonb[]
 )""",
-    "ids": "job.id = ANY(%(done_ids)b::uuid[])",
-}
-# A single run travels as plain values. With arrays PostgreSQL planned the
-# prepared statement afresh on every execution: its generic plan guesses ten
-# elements, which looks dearer than a plan for the one it is given. The RQ
-# path records one run per statement, and replanning cost 0.25 ms of its
-# 0.5 ms. Here the generic plan knows there is one row and is kept.
-DONE_ONE = {
-    "done": """(VALUES (
+        "ids": "job.id = ANY(%(done_ids)b::uuid[])",
+    },
+    # A single run as plain values. With arrays PostgreSQL planned the
+    # prepared statement afresh on every execution: its generic plan guesses
+    # ten elements, which looks dearer than a plan for the one it is given.
+    # The RQ path records one run per statement, and replanning cost 0.25 ms
+    # of its 0.5 ms. Here the generic plan knows there is one row and is kept.
+    "one": {
+        "done": """(VALUES (
     %(done_id)s::uuid, %(done_token)s::text,
     %(done_finished_at)s::timestamptz, %(done_value)s::jsonb
 ))""",
-    "ids": "job.id = %(done_id)s::uuid",
+        "ids": "job.id = %(done_id)s::uuid",
+    },
 }
 
 # Recorded on its own, a batch commits without waiting for the WAL to reach
@@ -155,7 +157,7 @@ def claim(queues, limit, worker_id, token, now, expires, job_id=None, successes=
         if not successes:
             cursor.execute(claim_sql(filters, by_id), params)
             return jobs_from(cursor.fetchall(), connection), {}
-        sql = claim_sql(filters, by_id, successes=len(successes) == 1 or "many")
+        sql = claim_sql(filters, by_id, done_kind(successes))
         cursor.execute(sql, params | success_params(successes))
         rows = cursor.fetchall()
     ids, statuses = rows[0][:2]
@@ -165,27 +167,31 @@ def claim(queues, limit, worker_id, token, now, expires, job_id=None, successes=
 
 
 @cache
-def claim_sql(filters, by_id, successes=None):
-    """The claim statement; `successes` (True: one, "many") records runs too."""
+def claim_sql(filters, by_id, done=None):
+    """The claim statement; with `done` (a `done_kind`) it records runs too."""
     columns = ", ".join(f"job.{field.column}" for field in Job._meta.concrete_fields)
     due = DUE_BY_ID if by_id else DUE_IN_ORDER
-    if not successes:
+    if done is None:
         return CLAIM.format(due=due, filters=filters, columns=columns)
-    done = DONE_ONE if successes is True else DONE_MANY
     return CLAIM_AFTER_SUCCESSES.format(
-        due=due, filters=filters, columns=columns, no_flush="", **done
+        due=due, filters=filters, columns=columns, no_flush="", **DONE[done]
     )
 
 
 @cache
-def succeed_sql(one, flush=False):
-    """The statement recording one run (`one`) or many."""
-    done = DONE_ONE if one else DONE_MANY
-    return SUCCEED_TEMPLATE.format(no_flush="" if flush else WITHOUT_FLUSH, **done)
+def succeed_sql(done, flush=False):
+    """The statement recording runs of `done_kind` `done`."""
+    no_flush = "" if flush else WITHOUT_FLUSH
+    return SUCCEED_TEMPLATE.format(no_flush=no_flush, **DONE[done])
+
+
+def done_kind(outcomes):
+    """How `outcomes` travel to the statement that records them (`DONE`)."""
+    return "one" if len(outcomes) == 1 else "many"
 
 
 def success_params(outcomes):
-    if len(outcomes) == 1:
+    if done_kind(outcomes) == "one":
         (outcome,) = outcomes
         return {
             "done_id": outcome.job.pk,
@@ -203,7 +209,7 @@ def success_params(outcomes):
 
 def record_successes(outcomes):
     """Record successful runs in one statement; return {id: status recorded}."""
-    sql = succeed_sql(one=len(outcomes) == 1)
+    sql = succeed_sql(done_kind(outcomes))
     with bound_cursor(connections[Job.objects.db]) as cursor:
         cursor.execute(sql, success_params(outcomes))
         return dict(cursor.fetchall())

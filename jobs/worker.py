@@ -38,7 +38,7 @@ class Running:
     """A job handed to a thread, and what the loop needs to stop it in time."""
 
     job: object
-    wake: threading.Event | None = None  # the loop's, told of a new deadline
+    wake: threading.Event  # the loop's, told of a new deadline
     deadline: float | None = None  # monotonic end of its timeout, if any
     thread_id: int | None = None  # set only while the task function runs
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,8 +58,7 @@ class Running:
         with self.lock:
             self.thread_id = threading.get_ident()
             self.deadline = time.monotonic() + timeout
-        if self.wake is not None:
-            self.wake.set()  # the loop's next wait must end by the deadline
+        self.wake.set()  # the loop's next wait must end by the deadline
         try:
             yield
         except JobTimeout:
@@ -334,6 +333,11 @@ class Worker:
         self.stats.finished += len(self._unrecorded)
         self._unrecorded = []
 
+    def _running(self):
+        """The runs the threads took and the loop has not collected, now."""
+        with self.available:
+            return list(self.running.values())
+
     def _idle(self):
         """Say whether no claimed job waits or runs (all runs collected)."""
         with self.available:
@@ -352,7 +356,7 @@ class Worker:
             # From here on a thread handing back a run wakes the loop only
             # if this wait would not end in time to record it.
             self.ack_armed = first is not None
-            running = list(self.running.values())
+        running = self._running()
         if first is not None:
             wake_at.append(first.finished + conf.get("JOB_ACK_SECONDS"))
         if running:
@@ -379,16 +383,13 @@ class Worker:
         self._enforce_timeouts(now)
 
     def _enforce_timeouts(self, now):
-        with self.available:
-            running = list(self.running.values())
-        for job_run in running:
-            job_run.interrupt_if_late(now)
+        for running in self._running():
+            running.interrupt_if_late(now)
 
     def _abort(self):
         """Put the active jobs back as READY and leave the process now."""
         self._release_buffer()
-        with self.available:
-            jobs = [r.job for r in self.running.values()]
+        jobs = [r.job for r in self._running()]
         put_back = execution.put_back(
             jobs,
             WorkerInterrupted("The worker was stopped while this job ran."),

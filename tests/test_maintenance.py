@@ -221,7 +221,9 @@ def test_record_successes__reads_only_the_rows_it_records(postgres_only):
         done = [execution.Outcome(job=job, finished_at=now) for job in jobs[:count]]
         params = postgres.success_params(done)
         for flush in (True, False):
-            plan = explain_analyze(postgres.succeed_sql(count == 1, flush), params)
+            plan = explain_analyze(
+                postgres.succeed_sql(postgres.done_kind(done), flush), params
+            )
 
             assert plan["Actual Rows"] == count
             assert rows_read(plan) == count
