@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 from rq import Queue
+from rq.job import Job as RQJob
 
 from . import conf, postgres
 from .conf import rq_queue_names
@@ -80,7 +81,7 @@ def push(jobs):
     if not jobs or link.resting():
         return 0
     now = timezone.now()
-    queues, timeouts = {}, {}  # made once per push, not once per job
+    queues, timeouts, due = {}, {}, {}  # made once per push, not once per job
     try:
         with link.client.pipeline() as pipe:
             for job in jobs:
@@ -89,7 +90,13 @@ def push(jobs):
                     queues[name] = Queue(name, connection=link.client)
                 if job.task_path not in timeouts:
                     timeouts[job.task_path] = rq_timeout(job)
-                enqueue(pipe, queues[name], job, now, timeouts[job.task_path])
+                timeout = timeouts[job.task_path]
+                if job.run_after > now:
+                    enqueue_at(pipe, queues[name], job, timeout)
+                else:
+                    due.setdefault((name, timeout), []).append(job)
+            for (name, timeout), group in due.items():
+                enqueue_many(pipe, queues[name], group, timeout)
             pipe.execute()
     except redis.RedisError as e:
         link.failed(e, len(jobs))
@@ -158,28 +165,56 @@ class Pusher:
 pusher = Pusher()
 
 
-def enqueue(pipe, queue, job, now, timeout):
-    options = {
+def rq_options(job, pipe):
+    return {
         "job_id": rq_job_id(job),
         # The row keeps the result. RQ keeps its finished job a minute: deleting
         # it at once cost RQ a quarter of its time per job.
         "result_ttl": conf.get("JOB_RQ_RESULT_TTL"),
         "failure_ttl": 86_400,
-        "description": f"{job.task_path} {job.pk}",
+        "description": rq_description(job),
         "pipeline": pipe,
     }
-    if job.run_after > now:
-        # RQ's scheduler keeps whole seconds: round up, never run early.
-        when = job.run_after.replace(microsecond=0) + timedelta(seconds=1)
-        queue.enqueue_at(
-            when,
-            RQ_FUNCTION,
-            str(job.pk),
-            job_timeout=timeout,
-            **options,
-        )
-    else:
-        queue.enqueue_call(RQ_FUNCTION, args=(str(job.pk),), timeout=timeout, **options)
+
+
+def rq_description(job):
+    return f"{job.task_path} {job.pk}"
+
+
+def enqueue_at(pipe, queue, job, timeout):
+    # RQ's scheduler keeps whole seconds: round up, never run early.
+    when = job.run_after.replace(microsecond=0) + timedelta(seconds=1)
+    queue.enqueue_at(
+        when, RQ_FUNCTION, str(job.pk), job_timeout=timeout, **rq_options(job, pipe)
+    )
+
+
+def enqueue_many(pipe, queue, jobs, timeout):
+    """Queue `jobs`, all due now, on one RQ queue with one timeout.
+
+    RQ enqueues the first itself. The others are copies of the hash it
+    saved, with their own id, arguments and description, and join the queue
+    in one RPUSH: RQ's own enqueue costs a Job object and four commands per
+    job, three quarters of a bulk push. A copy leaves out the fields RQ
+    saves empty and keeps its arguments uncompressed, as `Job.restore`
+    reads both.
+    """
+    first, *rest = jobs
+    model = queue.enqueue_call(
+        RQ_FUNCTION, args=(str(first.pk),), timeout=timeout, **rq_options(first, pipe)
+    )
+    if not rest:
+        return
+    template = {name: value for name, value in model.to_dict().items() if value != ""}
+    dumps, func_name = model.serializer.dumps, model.func_name
+    ids = []
+    for job in rest:
+        rq_id = rq_job_id(job)
+        ids.append(rq_id)
+        template["data"] = dumps((func_name, None, (str(job.pk),), {}))
+        template["description"] = rq_description(job)
+        pipe.hset(RQJob.key_for(rq_id), mapping=template)  # copies the mapping
+    pipe.rpush(queue.key, *ids)
 
 
 def rq_timeout(job):

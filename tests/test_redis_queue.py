@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django_rq import get_queue
+from rq.job import Job as RQJob
 
 from jobs import dispatch
 from jobs.models import Job, JobStatus, WorkerProcess
@@ -77,6 +78,36 @@ class TestRedisQueue(BackendContract):
         assert dispatch.pusher.flush(timeout=10)
         queued = redis_server.client().lrange("rq:queue:default", 0, -1)
         assert queued == [f"{result.id}-0".encode() for result in results]
+
+    def test_enqueue_many__every_rq_job_names_its_own_row(self, redis_server):
+        results = tasks.add.enqueue_many([((i, i), {}) for i in range(3)])
+        assert dispatch.pusher.flush(timeout=10)
+
+        client = redis_server.client()
+        rq_jobs = [
+            RQJob.fetch(f"{result.id}-0", connection=client) for result in results
+        ]
+        assert [rq_job.args for rq_job in rq_jobs] == [
+            (result.id,) for result in results
+        ]
+        assert [rq_job.description for rq_job in rq_jobs] == [
+            f"{tasks.add.module_path} {result.id}" for result in results
+        ]
+        for rq_job in rq_jobs:
+            assert rq_job.func_name == dispatch.RQ_FUNCTION
+            assert (rq_job.origin, rq_job.get_status()) == ("default", "queued")
+            assert (rq_job.timeout, rq_job.result_ttl) == (
+                rq_jobs[0].timeout,
+                rq_jobs[0].result_ttl,
+            )
+
+        drain_rq()
+        done = Job.objects.filter(pk__in=[result.id for result in results])
+        assert sorted(done.values_list("status", "return_value")) == [
+            (JobStatus.SUCCESSFUL, 0),
+            (JobStatus.SUCCESSFUL, 2),
+            (JobStatus.SUCCESSFUL, 4),
+        ]
 
     def test_enqueue__rolled_back_pushes_nothing(self, redis_server):
         with pytest.raises(ZeroDivisionError), transaction.atomic():
