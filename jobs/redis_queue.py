@@ -22,6 +22,7 @@ import redis
 from django.db import DatabaseError, close_old_connections, connections
 from rq import SimpleWorker, Worker
 from rq.timeouts import JobTimeoutException
+from rq.utils import get_version
 from rq.worker import WorkerStatus
 
 from . import conf, dispatch, execution, heartbeat, maintenance
@@ -338,7 +339,8 @@ def with_bands(queues):
 @cache
 def recording(queue_class):
     """Return `queue_class` made to record unrecorded successes before the
-    worker waits for a job: a job waiting now records them with its claim."""
+    worker waits for a job (a job waiting now records them with its claim),
+    and to take a job from the first band holding one in one round trip."""
 
     class RecordingQueue(queue_class):
         @classmethod
@@ -352,6 +354,20 @@ def recording(queue_class):
                 if found is None:  # nothing waiting, or Redis is down
                     record_unrecorded()
             return found or super().dequeue_any(queues, timeout, *args, **kwargs)
+
+        @classmethod
+        def lpop(cls, queue_keys, timeout, connection=None):
+            # Without waiting, RQ pops each band in turn: a round trip per
+            # empty band before the job, on every job. LMPOP pops the first
+            # band holding one in one.
+            blocking_or_one = timeout is not None or len(queue_keys) < 2
+            if blocking_or_one or get_version(connection) < (7, 0, 0):
+                return super().lpop(queue_keys, timeout, connection=connection)
+            popped = connection.lmpop(len(queue_keys), *queue_keys, direction="LEFT")
+            if popped is None:
+                return None
+            queue_key, (job_id,) = popped
+            return queue_key, job_id
 
     RecordingQueue.__name__ = RecordingQueue.__qualname__ = (
         f"Recording{queue_class.__name__}"

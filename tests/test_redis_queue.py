@@ -261,6 +261,35 @@ def test_rqworker__renews_its_worker_key_at_most_once_a_second(
     assert client.ttl(worker.key) > 0
 
 
+def test_rqworker__takes_each_job_from_the_first_band_holding_one_in_one_pop(
+    redis_dispatch, redis_server
+):
+    low = tasks.add.using(priority=-1).enqueue(1, 1)
+    normal = tasks.add.enqueue(1, 2)
+    high = tasks.add.using(priority=5).enqueue(1, 3)
+    assert dispatch.pusher.flush(timeout=10)
+    client = redis_server.client()
+    worker = JobsSimpleWorker([get_queue("default")], connection=client)
+    bands = worker.queues
+
+    def pops():
+        stats = client.info("commandstats")
+        return {
+            c: stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("lpop", "lmpop")
+        }
+
+    before = pops()
+    taken = [
+        worker.queue_class.dequeue_any(bands, None, connection=client) for _ in range(4)
+    ]
+    after = pops()
+
+    assert [job.args[0] for job, _ in taken[:3]] == [high.id, normal.id, low.id]
+    assert [queue.name for _, queue in taken[:3]] == [q.name for q in bands]
+    assert taken[3] is None
+    assert (after["lmpop"] - before["lmpop"], after["lpop"] - before["lpop"]) == (4, 0)
+
+
 def test_job_enqueued_by_a_job_in_a_work_horse__is_pushed_before_it_exits(
     start_rqworker,
 ):
