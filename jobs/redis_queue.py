@@ -434,9 +434,25 @@ class JobsWorkerMixin:
         except redis.ConnectionError as e:
             self.log.warning("could not connect to Redis (%s): %s", what, e)
 
+    # RQ asks Redis whether `rq suspend` was run before every job, a round
+    # trip each: once a second is soon enough.
+    suspension_check_every = 1.0
+    suspension_checked = float("-inf")
+
     def check_for_suspension(self, burst):
+        now = time.monotonic()
+        if now - self.suspension_checked < self.suspension_check_every:
+            return
+        self.suspension_checked = now
         with self.redis_may_fail("suspension check"):
             super().check_for_suspension(burst)
+
+    def set_state(self, state, pipeline=None):
+        # RQ marks the worker idle after each job and again before it takes
+        # the next: the second write, a round trip, changes nothing.
+        if pipeline is None and state == WorkerStatus.IDLE == self._state:
+            return
+        super().set_state(state, pipeline)
 
     def run_maintenance_tasks(self):
         with self.redis_may_fail("RQ maintenance"):

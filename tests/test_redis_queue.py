@@ -11,7 +11,10 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django_rq import get_queue
+from rq.exceptions import StopRequested
 from rq.job import Job as RQJob
+from rq.suspension import suspend
+from rq.worker import WorkerStatus
 
 from jobs import dispatch
 from jobs.models import Job, JobStatus, WorkerProcess
@@ -261,6 +264,41 @@ def test_rqworker__renews_its_worker_key_at_most_once_a_second(
     assert client.ttl(worker.key) > 0
 
 
+def calls(client, *commands):
+    stats = client.info("commandstats")
+    return [stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in commands]
+
+
+def test_rqworker__asks_whether_it_is_suspended_at_most_once_a_second(
+    redis_dispatch, redis_server
+):
+    client = redis_server.client()
+    worker = JobsSimpleWorker([get_queue("default")], connection=client)
+    (before,) = calls(client, "exists")
+
+    for _ in range(10):
+        worker.check_for_suspension(burst=True)
+
+    assert calls(client, "exists") == [before + 1]
+    suspend(client)
+    worker.suspension_checked -= worker.suspension_check_every
+    with pytest.raises(StopRequested):  # a suspended burst worker stops
+        worker.check_for_suspension(burst=True)
+
+
+def test_rqworker__marks_itself_idle_once_between_jobs(redis_dispatch, redis_server):
+    client = redis_server.client()
+    worker = JobsSimpleWorker([get_queue("default")], connection=client)
+    worker.register_birth()
+    (before,) = calls(client, "hset")
+
+    for state in (WorkerStatus.BUSY, WorkerStatus.IDLE, WorkerStatus.IDLE):
+        worker.set_state(state)
+
+    assert calls(client, "hset") == [before + 2]
+    assert client.hget(worker.key, "state") == b"idle"
+
+
 def test_rqworker__takes_each_job_from_the_first_band_holding_one_in_one_pop(
     redis_dispatch, redis_server
 ):
@@ -272,22 +310,15 @@ def test_rqworker__takes_each_job_from_the_first_band_holding_one_in_one_pop(
     worker = JobsSimpleWorker([get_queue("default")], connection=client)
     bands = worker.queues
 
-    def pops():
-        stats = client.info("commandstats")
-        return {
-            c: stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("lpop", "lmpop")
-        }
-
-    before = pops()
+    lpop, lmpop = calls(client, "lpop", "lmpop")
     taken = [
         worker.queue_class.dequeue_any(bands, None, connection=client) for _ in range(4)
     ]
-    after = pops()
 
     assert [job.args[0] for job, _ in taken[:3]] == [high.id, normal.id, low.id]
     assert [queue.name for _, queue in taken[:3]] == [q.name for q in bands]
     assert taken[3] is None
-    assert (after["lmpop"] - before["lmpop"], after["lpop"] - before["lpop"]) == (4, 0)
+    assert calls(client, "lpop", "lmpop") == [lpop, lmpop + 4]
 
 
 def test_job_enqueued_by_a_job_in_a_work_horse__is_pushed_before_it_exits(
