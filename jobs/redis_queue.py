@@ -21,8 +21,10 @@ from uuid import UUID
 import redis
 from django.db import DatabaseError, close_old_connections, connections
 from rq import SimpleWorker, Worker
+from rq.job import JobStatus as RQJobStatus
 from rq.timeouts import JobTimeoutException
 from rq.utils import get_version
+from rq.utils import now as rq_now
 from rq.worker import WorkerStatus
 
 from . import conf, dispatch, execution, heartbeat, maintenance
@@ -474,6 +476,15 @@ class JobsWorkerMixin:
                     os.waitpid(horse, 0)
                 self._horse_pid = 0
             self._state = WorkerStatus.IDLE  # set_state would need Redis
+
+    def handle_execution_ended(self, job, queue, heartbeat_ttl):
+        # RQ writes a job's heartbeat once more as it ends, a round trip of
+        # its own. After a success of ours, the job hash RQ saves next
+        # carries it.
+        ours = job.func_name == dispatch.RQ_FUNCTION
+        if not ours or job.get_status(refresh=False) == RQJobStatus.FAILED:
+            return super().handle_execution_ended(job, queue, heartbeat_ttl)
+        job.ended_at = job.last_heartbeat = rq_now()
 
     def dequeue_job_and_maintain_ttl(self, *args, **kwargs):
         # RQ waits for Redis inside, but not when marking itself idle first.

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django_rq import get_queue
 from rq.exceptions import StopRequested
 from rq.job import Job as RQJob
+from rq.job import JobStatus as RQJobStatus
 from rq.suspension import suspend
 from rq.worker import WorkerStatus
 
@@ -297,6 +298,32 @@ def test_rqworker__marks_itself_idle_once_between_jobs(redis_dispatch, redis_ser
 
     assert calls(client, "hset") == [before + 2]
     assert client.hget(worker.key, "state") == b"idle"
+
+
+def test_rqworker__saves_the_last_heartbeat_of_a_success_with_its_outcome(
+    redis_dispatch, redis_server
+):
+    results = [tasks.add.enqueue(2, 2), tasks.add.enqueue(3, 3)]
+    assert dispatch.pusher.flush(timeout=10)
+    client = redis_server.client()
+    queue = get_queue("default")
+    worker = JobsSimpleWorker([queue], connection=client)
+    ending = RQJob.fetch(f"{results[0].id}-0", connection=client)
+    failing = RQJob.fetch(f"{results[1].id}-0", connection=client)
+    failing.set_status(RQJobStatus.FAILED)
+    (before,) = calls(client, "hset")
+
+    worker.handle_execution_ended(ending, queue, 60)  # remembered, not written
+    assert calls(client, "hset") == [before]
+    assert ending.last_heartbeat == ending.ended_at
+    worker.handle_execution_ended(failing, queue, 60)  # as RQ does
+    assert calls(client, "hset") == [before + 1]
+
+    drain_rq()
+    rq_job = RQJob.fetch(f"{results[0].id}-0", connection=client)
+    assert rq_job.get_status() == "finished"
+    assert rq_job.last_heartbeat == rq_job.ended_at
+    assert Job.objects.get(pk=results[0].id).return_value == 4
 
 
 def test_rqworker__takes_each_job_from_the_first_band_holding_one_in_one_pop(
