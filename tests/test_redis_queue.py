@@ -136,6 +136,25 @@ class TestRedisQueue(BackendContract):
         assert Run.objects.filter(key="pushed-thrice").count() == 1
 
 
+def test_forking_rqworker__job_pushed_twice_runs_once_and_the_horse_skips_it_after(
+    start_rqworker, redis_server
+):
+    result = tasks.record_run.enqueue("forked-twice")
+    job = Job.objects.get(pk=result.id)
+    assert dispatch.pusher.flush(timeout=10)
+    assert dispatch.push([job]) == 1  # now in the queue twice
+
+    worker = start_rqworker("--burst", "--worker-class", "jobs.redis_queue.JobsWorker")
+    assert worker.wait(timeout=60) == 0, worker.output()[-3000:]
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
+    assert Run.objects.filter(key="forked-twice").count() == 1
+    rq_job = RQJob.fetch(f"{job.pk}-0", connection=redis_server.client())
+    results = [r.return_value for r in rq_job.results()]
+    assert sorted(results) == ["skipped", "succeeded"]
+
+
 def test_two_rqworkers_drain_2000_jobs__each_runs_exactly_once(start_rqworker):
     with transaction.atomic():
         for i in range(2000):
