@@ -94,9 +94,9 @@ def push(jobs):
                 if job.run_after > now:
                     enqueue_at(pipe, queues[name], job, timeout)
                 else:
-                    due.setdefault((name, timeout), []).append(job)
-            for (name, timeout), group in due.items():
-                enqueue_many(pipe, queues[name], group, timeout)
+                    due.setdefault(name, []).append((job, timeout))
+            for name, group in due.items():
+                enqueue_many(pipe, queues[name], group)
             pipe.execute()
     except redis.RedisError as e:
         link.failed(e, len(jobs))
@@ -189,17 +189,17 @@ def enqueue_at(pipe, queue, job, timeout):
     )
 
 
-def enqueue_many(pipe, queue, jobs, timeout):
-    """Queue `jobs`, all due now, on one RQ queue with one timeout.
+def enqueue_many(pipe, queue, jobs):
+    """Queue `jobs`, (job, RQ timeout) pairs all due now, on one RQ queue.
 
     RQ enqueues the first itself. The others are copies of the hash it
-    saved, with their own id, arguments and description, and join the queue
-    in one RPUSH: RQ's own enqueue costs a Job object and four commands per
-    job, three quarters of a bulk push. A copy leaves out the fields RQ
-    saves empty and keeps its arguments uncompressed, as `Job.restore`
-    reads both.
+    saved, with their own id, arguments, description and timeout, and join
+    the queue in one RPUSH, in order: RQ's own enqueue costs a Job object
+    and four commands per job, three quarters of a bulk push. A copy leaves
+    out the fields RQ saves empty and keeps its arguments uncompressed, as
+    `Job.restore` reads both.
     """
-    first, *rest = jobs
+    (first, timeout), *rest = jobs
     model = queue.enqueue_call(
         RQ_FUNCTION, args=(str(first.pk),), timeout=timeout, **rq_options(first, pipe)
     )
@@ -208,11 +208,12 @@ def enqueue_many(pipe, queue, jobs, timeout):
     template = {name: value for name, value in model.to_dict().items() if value != ""}
     dumps, func_name = model.serializer.dumps, model.func_name
     ids = []
-    for job in rest:
+    for job, timeout in rest:
         rq_id = rq_job_id(job)
         ids.append(rq_id)
         template["data"] = dumps((func_name, None, (str(job.pk),), {}))
         template["description"] = rq_description(job)
+        template["timeout"] = timeout
         pipe.hset(RQJob.key_for(rq_id), mapping=template)  # copies the mapping
     pipe.rpush(queue.key, *ids)
 

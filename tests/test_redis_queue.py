@@ -155,6 +155,25 @@ def test_forking_rqworker__job_pushed_twice_runs_once_and_the_horse_skips_it_aft
     assert sorted(results) == ["skipped", "succeeded"]
 
 
+def test_push__keeps_the_order_and_the_timeout_of_each_job(settings, redis_server):
+    settings.REDIS_URL = ""  # enqueued without a push
+    results = [
+        tasks.add.enqueue(1, 1),
+        tasks.overrun.enqueue(0),
+        tasks.add.enqueue(2, 2),
+    ]
+    rows = sorted(Job.objects.all(), key=lambda job: job.enqueued_at)
+    settings.REDIS_URL = redis_server.url  # pushed in one batch, from here on
+
+    assert dispatch.push(rows) == 3
+
+    client = redis_server.client()
+    ids = [f"{result.id}-0" for result in results]
+    assert client.lrange("rq:queue:default", 0, -1) == [i.encode() for i in ids]
+    timeouts = [RQJob.fetch(i, connection=client).timeout for i in ids]
+    assert timeouts == [-1, 1, -1]  # none, and 0.3 s rounded up
+
+
 def test_two_rqworkers_drain_2000_jobs__each_runs_exactly_once(start_rqworker):
     with transaction.atomic():
         for i in range(2000):
