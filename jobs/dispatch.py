@@ -230,14 +230,25 @@ def rq_timeout(job):
     return math.ceil(timeout) if timeout else -1
 
 
+# An RQ job in one of these states will not run again.
+RQ_ENDED = {b"finished", b"failed", b"stopped", b"canceled"}
+
+
 def missing_from_redis(jobs):
-    """Return the jobs whose current RQ job Redis does not hold."""
+    """Return the READY jobs whose current RQ job will not run them: Redis
+    does not hold it, or holds it ended without running the row (its claim
+    failed, say). Such an RQ job stays for its result or failure TTL, up to a
+    day, and the row with it unless it is pushed again."""
     link = redis_link()
     with link.client.pipeline(transaction=False) as pipe:
         for job in jobs:
-            pipe.exists(f"rq:job:{rq_job_id(job)}")
-        held = pipe.execute()
-    return [job for job, exists in zip(jobs, held, strict=True) if not exists]
+            pipe.hget(RQJob.key_for(rq_job_id(job)), "status")
+        statuses = pipe.execute()
+    return [
+        job
+        for job, status in zip(jobs, statuses, strict=True)
+        if status is None or status in RQ_ENDED
+    ]
 
 
 class RedisLink:

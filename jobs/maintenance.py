@@ -45,7 +45,8 @@ def redispatch(limit=500):
     """Push again the due jobs Redis lost (flushed, restarted, down at enqueue).
 
     Only rows due for longer than JOB_REDISPATCH_GRACE_SECONDS are looked at,
-    and only those whose RQ job Redis no longer holds are pushed.
+    and only those whose RQ job Redis no longer holds, or holds ended, are
+    pushed.
     """
     if not dispatch.redis_enabled():
         return []

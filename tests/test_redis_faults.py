@@ -7,15 +7,19 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
+from rq.job import Job as RQJob
 
-from jobs import dispatch
+from jobs import dispatch, maintenance
 from jobs.models import Job, JobStatus
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
 from .helpers import wait_for
+
+SIMPLE = "jobs.redis_queue.JobsSimpleWorker"
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,6 +72,28 @@ def test_flushall_after_enqueue__jobs_are_pushed_again(redis_server, start_rqwor
     wait_for(lambda: all_succeeded(results), timeout=30, message="re-dispatch")
     assert Run.objects.count() == 20
     assert "re-dispatched" in worker.output()
+
+
+def test_rq_job_ended_without_running_its_row__row_is_pushed_again(
+    redis_dispatch, redis_server, settings
+):
+    ended = tasks.record_run.enqueue("rq-job-failed")
+    queued = tasks.record_run.enqueue("still-queued")
+    assert dispatch.pusher.flush(timeout=10)
+    client = redis_server.client()
+    assert client.lpop("rq:queue:default") == f"{ended.id}-0".encode()
+    # A worker took it and its claim failed: RQ keeps the failed job a day.
+    RQJob.fetch(f"{ended.id}-0", connection=client).set_status("failed")
+    settings.JOB_REDISPATCH_GRACE_SECONDS = 0
+
+    lost = maintenance.redispatch()
+
+    assert [str(job.pk) for job in lost] == [ended.id]
+    queue = client.lrange("rq:queue:default", 0, -1)
+    assert queue == [f"{queued.id}-0".encode(), f"{ended.id}-0".encode()]
+    call_command("rqworker", "default", "--burst", "--worker-class", SIMPLE)
+    assert all_succeeded([ended, queued])
+    assert Run.objects.filter(key="rq-job-failed").count() == 1
 
 
 def test_kill_9_of_worker_and_work_horse__job_rescued_on_another_worker(
