@@ -26,6 +26,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 from rq import Queue
 from rq.job import Job as RQJob
+from rq.job import JobStatus as RQJobStatus
 
 from . import conf, postgres
 from .conf import rq_queue_names
@@ -231,7 +232,15 @@ def rq_timeout(job):
 
 
 # An RQ job in one of these states will not run again.
-RQ_ENDED = {b"finished", b"failed", b"stopped", b"canceled"}
+RQ_ENDED = {
+    status.value.encode()
+    for status in (
+        RQJobStatus.FINISHED,
+        RQJobStatus.FAILED,
+        RQJobStatus.STOPPED,
+        RQJobStatus.CANCELED,
+    )
+}
 
 
 def missing_from_redis(jobs):

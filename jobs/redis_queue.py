@@ -405,10 +405,8 @@ class JobsWorkerMixin:
 
     def heartbeat(self, timeout=None, pipeline=None):
         if timeout is None and pipeline is None:
-            now = time.monotonic()
-            if now - self.heartbeat_sent < self.heartbeat_every:
+            if not self.time_for("heartbeat_sent", self.heartbeat_every):
                 return
-            self.heartbeat_sent = now
             with self.redis_may_fail("heartbeat"):  # the next dequeue waits
                 super().heartbeat()
             return
@@ -417,14 +415,20 @@ class JobsWorkerMixin:
     def revive_scheduler(self):
         """Start RQ's scheduler process again if it died (its maintainer
         calls this); stock RQ waits for its next maintenance, 10 minutes."""
-        now = time.monotonic()
-        if now - self.scheduler_checked < self.scheduler_check_every:
+        if not self.time_for("scheduler_checked", self.scheduler_check_every):
             return
-        self.scheduler_checked = now
         process = getattr(self.scheduler, "_process", None)
         if process is not None and not process.is_alive():
             self.log.warning("RQ scheduler process died; starting it again")
             self.scheduler.acquire_locks(auto_start=True)
+
+    def time_for(self, last, every):
+        """True, and now is the time of `last`, if `every` seconds passed since."""
+        now = time.monotonic()
+        if now - getattr(self, last) < every:
+            return False
+        setattr(self, last, now)
+        return True
 
     @contextmanager
     def redis_may_fail(self, what):
@@ -442,10 +446,8 @@ class JobsWorkerMixin:
     suspension_checked = float("-inf")
 
     def check_for_suspension(self, burst):
-        now = time.monotonic()
-        if now - self.suspension_checked < self.suspension_check_every:
+        if not self.time_for("suspension_checked", self.suspension_check_every):
             return
-        self.suspension_checked = now
         with self.redis_may_fail("suspension check"):
             super().check_for_suspension(burst)
 

@@ -8,10 +8,12 @@ from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
 from bench import services
+from jobs import dispatch
 from jobs.models import Job
 from jobs.worker import Worker
 
@@ -27,6 +29,28 @@ FAST_SETTINGS = {
     "JOB_REDIS_RETRY_SECONDS": 0.2,
     "JOB_HEALTH_CACHE_SECONDS": 0,  # each /health in a test counts afresh
 }
+
+
+SIMPLE = "jobs.redis_queue.JobsSimpleWorker"
+
+
+def drain_rq(*queues):
+    """Run a non-forking rqworker in this process until its queues are empty."""
+    dispatch.pusher.flush(timeout=10)  # what this process enqueued is in Redis
+    call_command(
+        "rqworker",
+        *(queues or ("default", "other")),
+        "--burst",
+        "--worker-class",
+        SIMPLE,
+        verbosity=0,
+    )
+
+
+def calls(client, *commands):
+    """How many times Redis ran each of `commands` so far (INFO commandstats)."""
+    stats = client.info("commandstats")
+    return [stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in commands]
 
 
 def make_job(**fields):

@@ -7,7 +7,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 from rq.job import Job as RQJob
@@ -17,9 +16,7 @@ from jobs.models import Job, JobStatus
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import wait_for
-
-SIMPLE = "jobs.redis_queue.JobsSimpleWorker"
+from .helpers import drain_rq, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -91,7 +88,7 @@ def test_rq_job_ended_without_running_its_row__row_is_pushed_again(
     assert [str(job.pk) for job in lost] == [ended.id]
     queue = client.lrange("rq:queue:default", 0, -1)
     assert queue == [f"{queued.id}-0".encode(), f"{ended.id}-0".encode()]
-    call_command("rqworker", "default", "--burst", "--worker-class", SIMPLE)
+    drain_rq("default")
     assert all_succeeded([ended, queued])
     assert Run.objects.filter(key="rq-job-failed").count() == 1
 

@@ -7,7 +7,6 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from django.core.management import call_command
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django_rq import get_queue
@@ -24,24 +23,9 @@ from tests.testapp import tasks
 from tests.testapp.models import Run
 
 from .contract import BackendContract
-from .helpers import ROOT, command_environment, wait_for
+from .helpers import ROOT, SIMPLE, calls, command_environment, drain_rq, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SIMPLE = "jobs.redis_queue.JobsSimpleWorker"
-
-
-def drain_rq(*queues):
-    """Run a non-forking rqworker in this process until its queues are empty."""
-    dispatch.pusher.flush(timeout=10)  # what this process enqueued is in Redis
-    call_command(
-        "rqworker",
-        *(queues or ("default", "other")),
-        "--burst",
-        "--worker-class",
-        SIMPLE,
-        verbosity=0,
-    )
 
 
 class TestRedisQueue(BackendContract):
@@ -293,19 +277,14 @@ def test_rqworker__renews_its_worker_key_at_most_once_a_second(
     worker = JobsSimpleWorker([queue], connection=queue.connection)
     worker.register_birth()
     client = redis_server.client()
-    before = client.info("commandstats").get("cmdstat_expire", {}).get("calls", 0)
+    (before,) = calls(client, "expire")
 
     for _ in range(10):
         worker.heartbeat()
 
-    after = client.info("commandstats")["cmdstat_expire"]["calls"]
+    (after,) = calls(client, "expire")
     assert after - before == 1
     assert client.ttl(worker.key) > 0
-
-
-def calls(client, *commands):
-    stats = client.info("commandstats")
-    return [stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in commands]
 
 
 def test_rqworker__asks_whether_it_is_suspended_at_most_once_a_second(
