@@ -17,13 +17,14 @@ import threading
 import time
 from contextlib import suppress
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 from queue import Empty, SimpleQueue
 
 import redis
 from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
+from redis.driver_info import DriverInfo
 from rq import Queue
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQJobStatus
@@ -270,7 +271,11 @@ class RedisLink:
 
     def __init__(self, url):
         self.client = redis.Redis.from_url(
-            url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30
+            url,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+            health_check_interval=30,
+            driver_info=driver_info(),
         )
         self.down_until = 0.0
         self.down = False
@@ -298,6 +303,22 @@ class RedisLink:
             with self.lock:
                 self.down = False
             logger.warning("Redis is reachable again; pushing jobs to RQ")
+
+
+@cache
+def driver_info():
+    """redis-py's name and version for `CLIENT SETINFO`, read once.
+
+    Without it, every new Redis connection reads redis-py's version from its
+    package metadata: 1.6 ms in each RQ work horse, which connects anew, a
+    seventh of a no-op job.
+    """
+    return DriverInfo()
+
+
+def share_driver_info(client):
+    """Make the new connections of `client` use `driver_info()`."""
+    client.connection_pool.connection_kwargs.setdefault("driver_info", driver_info())
 
 
 _links = {}

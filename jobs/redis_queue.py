@@ -397,6 +397,9 @@ class JobsWorkerMixin:
     def __init__(self, queues, *args, **kwargs):
         super().__init__(with_bands(queues), *args, **kwargs)
         self.queue_class = recording(self.queue_class)
+        # A work horse connects to Redis anew (RQ's clients are per process).
+        for client in {self.connection, *(queue.connection for queue in self.queues)}:
+            dispatch.share_driver_info(client)
 
     # A scheduler process that died (Redis went away under it) is started
     # again within this many seconds.

@@ -7,6 +7,7 @@ import time
 from contextlib import contextmanager
 
 import pytest
+import redis.utils
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django_rq import get_queue
@@ -18,7 +19,7 @@ from rq.worker import WorkerStatus
 
 from jobs import dispatch
 from jobs.models import Job, JobStatus, WorkerProcess
-from jobs.redis_queue import JobsSimpleWorker
+from jobs.redis_queue import JobsSimpleWorker, JobsWorker
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -302,6 +303,22 @@ def test_rqworker__asks_whether_it_is_suspended_at_most_once_a_second(
     worker.suspension_checked -= worker.suspension_check_every
     with pytest.raises(StopRequested):  # a suspended burst worker stops
         worker.check_for_suspension(burst=True)
+
+
+def test_work_horse__connects_to_redis_without_reading_package_metadata(
+    redis_dispatch, redis_server, monkeypatch
+):
+    client = redis_server.client()
+    worker = JobsWorker([get_queue("default")], connection=client)
+    clients = {worker.connection, *(queue.connection for queue in worker.queues)}
+    read = []
+    monkeypatch.setattr(redis.utils.metadata, "version", read.append)
+
+    for each in clients:
+        each.connection_pool.reset()  # what a forked work horse's first call does
+        assert each.ping()
+
+    assert read == []
 
 
 def test_rqworker__marks_itself_idle_once_between_jobs(redis_dispatch, redis_server):
