@@ -88,15 +88,30 @@ def resolve_task(task_path):
 
 
 def bind_task(task, job, backend_alias):
-    """Return `task` with the options the job row was enqueued with."""
+    """Return `task` with the options the job row was enqueued with.
+
+    The row is the truth: a `.using(timeout=...)` of the caller holds for
+    every worker. A row stored before it kept these options (None) keeps the
+    task's own.
+    """
     deferred = job.run_after if job.run_after != job.enqueued_at else None
+    options = {
+        name: getattr(job, name)
+        for name in ROW_OPTIONS
+        if getattr(job, name, None) is not None
+    }
     return _copy_task(
         task,
         priority=job.priority,
         queue_name=job.queue_name,
         run_after=deferred,
         backend=backend_alias,
+        **options,
     )
+
+
+# JobTask options each job row stores (the rest of `JobTask` is Django's own).
+ROW_OPTIONS = ("max_attempts", "timeout", "backoff_base")
 
 
 def task_for_job(job, backend_alias):
@@ -290,6 +305,8 @@ class JobsBackend(BaseTaskBackend):
             kwargs=kwargs,
             max_attempts=getattr(task, "max_attempts", None)
             or conf.get("JOB_MAX_ATTEMPTS"),
+            timeout=getattr(task, "timeout", None),
+            backoff_base=getattr(task, "backoff_base", None),
             enqueued_at=now,
             run_after=task.run_after or now,
         )

@@ -8,8 +8,13 @@ DEFAULTS = {
     "JOB_BACKOFF_BASE_SECONDS": 1.0,
     "JOB_BACKOFF_MAX_SECONDS": 3600.0,
     "JOB_LEASE_SECONDS": 60.0,
+    # A run still going this long after its timeout is ended by the worker
+    # itself (the hard limit): recorded as timed out, its thread abandoned.
+    "JOB_TIMEOUT_GRACE_SECONDS": 5.0,
     "JOB_POLL_SECONDS": 1.0,
     "JOB_PREFETCH": 20,  # jobs a database worker claims beyond its free threads
+    # A job claimed ahead that no thread took for this long goes back.
+    "JOB_PREFETCH_HOLD_SECONDS": 1.0,
     "JOB_ACK_BATCH": 50,  # finished jobs recorded in one statement
     "JOB_ACK_SECONDS": 0.005,  # longest a finished job waits to be recorded
     "JOB_MAINTENANCE_SECONDS": 10.0,

@@ -11,8 +11,13 @@ class PermanentFailure(Exception):  # noqa: N818 (it names an outcome, not a bug
     """Raise from a task to fail the job now, without further retries."""
 
 
-class JobTimeout(Exception):  # noqa: N818
-    """The job ran longer than its task's `timeout`."""
+class JobTimeout(BaseException):  # noqa: N818
+    """The job ran longer than its `timeout`.
+
+    A BaseException, like `asyncio.CancelledError` and `SystemExit`, so the
+    common `except Exception:` in a task does not swallow it. A task that
+    swallows it anyway is stopped by the hard limit (README, "Timeouts").
+    """
 
 
 class WorkerLost(Exception):  # noqa: N818

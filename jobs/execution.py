@@ -21,7 +21,16 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import transaction
-from django.db.models import Case, DateTimeField, F, QuerySet, Value, When
+from django.db.models import (
+    Case,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.tasks import TaskContext
 from django.tasks.signals import task_finished, task_started
@@ -39,7 +48,7 @@ from .backend import (
 )
 from .exceptions import JobCancelled, JobTimeout, TaskNotFound, WorkerLost
 from .log import log_event
-from .models import Job, JobStatus, JSONAppend, JSONPopLast
+from .models import DatabaseNow, Job, JobStatus, JSONAppend, JSONPopLast
 from .retry import RetryPolicy, decide
 
 logger = logging.getLogger("jobs")
@@ -50,8 +59,24 @@ def new_worker_id():
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{get_random_string(6)}"
 
 
-def lease_expiry(now):
-    return now + timedelta(seconds=conf.get("JOB_LEASE_SECONDS"))
+def lease_seconds():
+    return conf.get("JOB_LEASE_SECONDS")
+
+
+def db_now_plus(seconds):
+    """The database's clock plus `seconds`, as an expression for a statement.
+
+    Leases, due times and their expiry are read and written on the database's
+    clock only, so hosts whose clocks disagree still agree on who holds a job.
+    """
+    return ExpressionWrapper(
+        DatabaseNow() + Value(timedelta(seconds=seconds)), output_field=DateTimeField()
+    )
+
+
+def lease_expiry():
+    """When a lease taken or renewed now expires, on the database's clock."""
+    return db_now_plus(lease_seconds())
 
 
 # --- Transitions ----------------------------------------------------------
@@ -65,24 +90,22 @@ def claim(queues, limit, worker_id, token, job_id=None, successes=()):
     `successes`, finished runs not recorded yet, are recorded and announced
     as `finish` would, in the same statement on PostgreSQL.
     """
-    now = timezone.now()
-    expires = lease_expiry(now)
     if postgres.on_postgresql():
         jobs, recorded = postgres.claim(
-            queues, limit, worker_id, token, now, expires, job_id, successes
+            queues, limit, worker_id, token, lease_seconds(), job_id, successes
         )
     else:
         recorded = record_successes_with_orm(successes) if successes else {}
-        jobs = claim_with_orm(queues, limit, worker_id, token, now, expires, job_id)
+        jobs = claim_with_orm(queues, limit, worker_id, token, job_id)
     if successes:
         settle(successes, recorded)
     jobs.sort(key=lambda job: (-job.priority, job.run_after))
     return jobs
 
 
-def claim_with_orm(queues, limit, worker_id, token, now, expires, job_id=None):
+def claim_with_orm(queues, limit, worker_id, token, job_id=None):
     """The claim on databases other than PostgreSQL (`postgres.claim`)."""
-    candidates = Job.objects.claimable(queues, now)
+    candidates = Job.objects.claimable(queues, DatabaseNow())
     if job_id is not None:
         candidates = candidates.filter(pk=job_id)
     # The selected rows stay locked until this short transaction commits;
@@ -101,10 +124,10 @@ def claim_with_orm(queues, limit, worker_id, token, now, expires, job_id=None):
             status=JobStatus.RUNNING,
             attempts=F("attempts") + 1,
             worker_ids=JSONAppend(F("worker_ids"), Value(worker_id)),
-            started_at=Coalesce(F("started_at"), Value(now)),
-            last_attempted_at=now,
+            started_at=Coalesce(F("started_at"), DatabaseNow()),
+            last_attempted_at=DatabaseNow(),
             lease_token=token,
-            lease_expires_at=expires,
+            lease_expires_at=lease_expiry(),
         )
     return jobs
 
@@ -117,11 +140,7 @@ def release(jobs):
     """
     if not jobs:
         return 0
-    released = Job.objects.filter(
-        pk__in=[job.pk for job in jobs],
-        status=JobStatus.RUNNING,
-        lease_token__in={job.lease_token for job in jobs},
-    ).update(
+    released = held(jobs).update_returning(
         status=unless_cancel_requested(JobStatus.READY),
         finished_at=finished_at_unless_cancel_requested(None, timezone.now()),
         attempts=F("attempts") - 1,
@@ -133,27 +152,45 @@ def release(jobs):
         lease_token="",
         lease_expires_at=None,
     )
-    dispatch.ring(jobs)
-    return released
+    # The rows as released: their RQ job is named for the attempt they are
+    # back at, not the one the claim had counted.
+    dispatch.ring(job for job in released if job.status == JobStatus.READY)
+    return len(released)
+
+
+def held(jobs):
+    """Select `jobs` that are still RUNNING under the lease token each was
+    claimed with: the guard of every transition out of RUNNING."""
+    jobs = list(jobs)
+    if len(jobs) == 1:
+        (job,) = jobs
+        return Job.objects.filter(
+            pk=job.pk, status=JobStatus.RUNNING, lease_token=job.lease_token
+        )
+    by_token = Q()
+    for token, pks in group_by_token(jobs).items():
+        by_token |= Q(lease_token=token, pk__in=pks)
+    return Job.objects.filter(by_token, status=JobStatus.RUNNING)
+
+
+def group_by_token(jobs):
+    groups = {}
+    for job in jobs:
+        groups.setdefault(job.lease_token, []).append(job.pk)
+    return groups
 
 
 def renew_leases(jobs):
     """Extend the lease of jobs this worker still runs: the heartbeat."""
     if not jobs:
         return 0
-    return Job.objects.filter(
-        pk__in=[job.pk for job in jobs],
-        status=JobStatus.RUNNING,
-        lease_token__in={job.lease_token for job in jobs},
-    ).update(lease_expires_at=lease_expiry(timezone.now()))
+    return held(jobs).update(lease_expires_at=lease_expiry())
 
 
 def report_progress(job, percent, message=""):
     """Store the progress of a running job (0-100 and a short message)."""
     percent = max(0, min(100, int(percent)))
-    updated = Job.objects.filter(
-        pk=job.pk, status=JobStatus.RUNNING, lease_token=job.lease_token
-    ).update(progress=percent, progress_message=str(message)[:255])
+    updated = held([job]).update(progress=percent, progress_message=str(message)[:255])
     if updated:
         log_event("progress", job, percent=percent, message=message)
     return bool(updated)
@@ -188,11 +225,7 @@ def record_successes_with_orm(outcomes):
             ),
             output_field=return_value,
         )
-    recorded = Job.objects.filter(
-        pk__in=[o.job.pk for o in outcomes],
-        status=JobStatus.RUNNING,
-        lease_token__in={o.job.lease_token for o in outcomes},
-    ).update_returning(**values)
+    recorded = held(o.job for o in outcomes).update_returning(**values)
     return {job.pk: job.status for job in recorded}
 
 
@@ -219,16 +252,18 @@ def record_failure(outcome):
         ),
     }
     if status == JobStatus.READY:
-        values["run_after"] = now + decision.retry_in
-    return adopt(job, transition_running(job, values), ring=True)
+        values["run_after"] = db_now_plus(decision.retry_in.total_seconds())
+    return adopt(job, transition(held([job]), values), ring=True)
 
 
-def put_back(jobs, exception, give_up_when_exhausted):
+def put_back(jobs, exception, give_up_when_exhausted, expired_only=False):
     """RUNNING -> READY now (or FAILED), recording why the attempt was lost.
 
-    Used by the rescuer (`WorkerLost`, attempts are counted) and by a worker
-    stopped at once (`WorkerInterrupted`, the job always gets another try).
-    A job asked to cancel ends CANCELLED.
+    Used by the rescuer (`WorkerLost`, attempts are counted; only rows whose
+    lease has expired, `expired_only`) and by a worker stopped at once
+    (`WorkerInterrupted`, the job always gets another try). A job asked to
+    cancel ends CANCELLED. Each row moves in one statement whose WHERE holds
+    the whole condition, so a lease renewed meanwhile keeps its job.
     """
     now = timezone.now()
     moved = []
@@ -242,26 +277,28 @@ def put_back(jobs, exception, give_up_when_exhausted):
             "finished_at": finished_at_unless_cancel_requested(
                 now if exhausted else None, now
             ),
-            "run_after": now,
+            "run_after": DatabaseNow(),
         }
-        if adopt(job, transition_running(job, values)):
+        rows = held([job])
+        if expired_only:
+            rows = rows.filter(lease_expires_at__lt=DatabaseNow())
+        if adopt(job, transition(rows, values), quiet=expired_only):
             moved.append(job)
     dispatch.ring(job for job in moved if job.status == JobStatus.READY)
     return moved
 
 
-def transition_running(job, values):
-    """Write `values` to a job this worker still holds; return the new row."""
-    rows = Job.objects.filter(
-        pk=job.pk, status=JobStatus.RUNNING, lease_token=job.lease_token
-    ).update_returning(**values)
+def transition(rows, values):
+    """Write `values` to the guarded `rows` (one job); return the new row."""
+    rows = rows.update_returning(**values)
     return rows[0] if rows else None
 
 
-def adopt(job, row, ring=False):
+def adopt(job, row, ring=False, quiet=False):
     """Copy a recorded row's state onto `job`; return its status (None: lost)."""
     if row is None:
-        log_event("lost", job, level=logging.WARNING)
+        if not quiet:  # a rescuer that finds the lease renewed is not news
+            log_event("lost", job, level=logging.WARNING)
         return None
     for name in ("status", "errors", "finished_at", "run_after", "lease_expires_at"):
         setattr(job, name, getattr(row, name))
@@ -324,13 +361,12 @@ def retry_jobs(jobs):
     by_task = {}
     for pk, task_path in rows.values_list("pk", "task_path"):
         by_task.setdefault(task_path, []).append(pk)
-    now = timezone.now()
     moved = []
     for task_path, ids in by_task.items():
         moved += Job.objects.filter(pk__in=ids, status__in=RETRYABLE).update_returning(
             status=JobStatus.READY,
             max_attempts=F("attempts") + attempt_budget(task_path),
-            run_after=now,
+            run_after=DatabaseNow(),
             finished_at=None,
             progress=None,
             progress_message="",
@@ -367,10 +403,15 @@ def cancel_is_requested(job):
 
 
 def rescue_stalled(limit=100):
-    """Put back RUNNING jobs whose lease expired: their worker is gone."""
-    stalled = list(Job.objects.stalled()[:limit])
+    """Put back RUNNING jobs whose lease expired: their worker is gone.
+
+    The select only finds candidates; each is moved by a statement that
+    checks again that its lease (same token) has expired, on the database's
+    clock, so a renewal landing in between keeps the job with its worker.
+    """
+    stalled = list(Job.objects.stalled(DatabaseNow()).order_by()[:limit])
     error = WorkerLost("The worker running this job stopped renewing its lease.")
-    rescued = put_back(stalled, error, give_up_when_exhausted=True)
+    rescued = put_back(stalled, error, give_up_when_exhausted=True, expired_only=True)
     for job in rescued:
         log_event("rescued", job, level=logging.WARNING, outcome=job.status)
     return rescued
@@ -407,6 +448,7 @@ class Outcome:
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
     finished_at: Any = None
+    settled: bool = False  # recorded, or found moved by someone else
 
     @property
     def succeeded(self):
@@ -422,7 +464,8 @@ def retry_policy(job, task=None):
     """Return the retry policy of a job: its row, its task, then settings."""
     return RetryPolicy(
         max_attempts=job.max_attempts,
-        backoff_base=getattr(task, "backoff_base", None)
+        backoff_base=job.backoff_base
+        or getattr(task, "backoff_base", None)
         or conf.get("JOB_BACKOFF_BASE_SECONDS"),
         backoff_max=conf.get("JOB_BACKOFF_MAX_SECONDS"),
     )
@@ -438,9 +481,13 @@ def describe(outcome, backend_alias="default"):
 
 def still_held(job):
     """Say whether `job` is still RUNNING under the lease it was claimed with."""
-    return Job.objects.filter(
-        pk=job.pk, status=JobStatus.RUNNING, lease_token=job.lease_token
-    ).exists()
+    return held([job]).exists()
+
+
+# What a run records as the job's failure: the task's exceptions, and the
+# BaseExceptions a task may end with that are not the process's own to
+# handle (a timeout, `sys.exit()` in a task, a cancelled coroutine).
+RUN_ENDING_ERRORS = (Exception, JobTimeout, SystemExit, asyncio.CancelledError)
 
 
 def run(job, backend_alias="default", guard=None):
@@ -457,7 +504,7 @@ def run(job, backend_alias="default", guard=None):
         with guard(outcome.task) if guard else nullcontext():
             value = call_task(outcome.task, outcome.result, job)
         outcome.value = json_return_value(value)
-    except Exception as e:  # the job failed; the worker goes on
+    except RUN_ENDING_ERRORS as e:  # the job failed; the worker goes on
         outcome.error = e
         outcome.traceback = "".join(traceback.format_exception(e))
     outcome.duration = time.monotonic() - outcome.started
@@ -498,28 +545,40 @@ def json_return_value(value):
 
 
 def finish(outcomes):
-    """Record finished runs (successes in one batch) and announce them."""
-    successes = [o for o in outcomes if o.succeeded]
-    settle(successes, record_successes(successes))
-    for outcome in outcomes:
-        if not outcome.succeeded and record_failure(outcome) is not None:
-            announce(outcome, EVENTS[outcome.job.status])
+    """Record finished runs (successes in one batch) and announce them.
+
+    Each run is recorded and announced at most once: called again with the
+    same runs after a DatabaseError part way, it does only what is left.
+    """
+    pending = [o for o in outcomes if not o.settled]
+    successes = [o for o in pending if o.succeeded]
+    if successes:
+        settle(successes, record_successes(successes))
+    for outcome in pending:
+        if outcome.succeeded:
+            continue
+        status = record_failure(outcome)
+        outcome.settled = True
+        if status is not None:
+            announce(outcome, EVENTS[status])
 
 
 def settle(successes, recorded):
-    """Announce recorded successes; `recorded` is {job id: status recorded}."""
-    if len(recorded) < len(successes):
-        logger.warning(
-            "%d of %d finished jobs had been moved by someone else; "
-            "their results were not recorded",
-            len(successes) - len(recorded),
-            len(successes),
-        )
+    """Announce the successes recorded; `recorded` is {job id: status}.
+
+    A run whose row someone else had moved (a rescuer, an admin) was not
+    recorded, and is not announced: its job did not end here.
+    """
     for outcome in successes:
-        outcome.job.status = recorded.get(outcome.job.pk, JobStatus.SUCCESSFUL)
+        outcome.settled = True
+        status = recorded.get(outcome.job.pk)
+        if status is None:
+            log_event("lost", outcome.job, level=logging.WARNING)
+            continue
+        outcome.job.status = status
         outcome.job.finished_at = outcome.finished_at
         outcome.job.return_value = outcome.value
-        announce(outcome, EVENTS[outcome.job.status])
+        announce(outcome, EVENTS[status])
 
 
 # The event logged when a run ends with the job in each state.

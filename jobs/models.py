@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.db import connections, models
 from django.db.models import F, Min, Q
 from django.db.models.expressions import Func
+from django.db.models.functions import Now
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -35,6 +36,20 @@ FINISHED_BUCKETS = (
     ("failed", JobStatus.FAILED),
     ("cancelled", JobStatus.CANCELLED),
 )
+
+
+class DatabaseNow(Now):
+    """The database's clock, for every time that decides who holds a job.
+
+    PostgreSQL reads its own clock (`statement_timestamp()`), so workers on
+    hosts whose clocks disagree still agree on leases and due times. SQLite
+    lives in a file on one host, whose clock is the database's; its own
+    clock counts milliseconds only, so the host's, with microseconds, is
+    sent instead (a job enqueued this millisecond is due this millisecond).
+    """
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return "%s", (connection.ops.adapt_datetimefield_value(timezone.now()),)
 
 
 class JSONAppend(Func):
@@ -195,6 +210,11 @@ class Job(models.Model):
     worker_ids = models.JSONField(default=list, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
+    # Per-job options, stored at enqueue (`@task(...)` or `.using(...)`), so
+    # every worker honours what the caller asked for. None: no time limit /
+    # JOB_BACKOFF_BASE_SECONDS.
+    timeout = models.FloatField(null=True, blank=True)
+    backoff_base = models.FloatField(null=True, blank=True)
 
     enqueued_at = models.DateTimeField(default=timezone.now)
     run_after = models.DateTimeField(default=timezone.now)
@@ -285,6 +305,10 @@ class WorkerProcess(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     hostname = models.CharField(max_length=255)
     pid = models.PositiveIntegerField()
+    # Which processes `pid` can be compared with: workers with the same
+    # `pid_space` see the same process ids (same kernel boot, same pid
+    # namespace), so one of them can tell that this one is gone.
+    pid_space = models.CharField(max_length=80, blank=True, default="")
     queues = models.JSONField(default=list)
     concurrency = models.PositiveSmallIntegerField(default=1)
     started_at = models.DateTimeField(default=timezone.now)

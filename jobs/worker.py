@@ -17,17 +17,18 @@ import signal
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from inspect import iscoroutinefunction
 from itertools import count
 
 from django.db import DatabaseError, close_old_connections, connections
 from django.tasks import task_backends
+from django.utils import timezone
 
 from . import conf, execution, heartbeat, maintenance
 from .dispatch import CHANNEL
-from .exceptions import JobTimeout, WorkerInterrupted
+from .exceptions import JobTimeout, TaskNotFound, WorkerInterrupted
 from .models import Job, WorkerProcess
 
 logger = logging.getLogger("jobs.worker")
@@ -35,29 +36,43 @@ logger = logging.getLogger("jobs.worker")
 
 @dataclass
 class Running:
-    """A job handed to a thread, and what the loop needs to stop it in time."""
+    """A job handed to a thread, and what the loop needs to stop it in time.
+
+    A timeout has two limits, as Celery's soft and hard time limits. At the
+    deadline the task function gets a JobTimeout (a BaseException, so an
+    `except Exception:` in the task does not swallow it; asyncio cancels a
+    coroutine task instead). A run still going JOB_TIMEOUT_GRACE_SECONDS
+    later (it swallowed the JobTimeout, or is blocked in C) is ended by the
+    loop: see `Worker._abandon`.
+    """
 
     job: object
     wake: threading.Event  # the loop's, told of a new deadline
-    deadline: float | None = None  # monotonic end of its timeout, if any
-    thread_id: int | None = None  # set only while the task function runs
+    thread: threading.Thread  # the job thread running it
+    deadline: float | None = None  # monotonic: JobTimeout raised in the task
+    hard_deadline: float | None = None  # monotonic: the loop ends the run
+    timeout: float | None = None
+    abandoned: bool = False  # ended by the loop; its outcome is dropped
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
     def deadline_guard(self, task):
-        """Let the loop interrupt the task function once its timeout passes.
+        """Let the loop stop the task function once its timeout passes.
 
         Python code stops at its next bytecode; a call blocked in C (a long
-        sleep, a socket read without a timeout) stops when that call returns.
-        Coroutine tasks are cancelled by asyncio instead.
+        sleep, a socket read without a timeout) does not, and meets the hard
+        limit. Coroutine tasks are cancelled by asyncio at the deadline.
         """
         timeout = getattr(task, "timeout", None)
-        if not timeout or iscoroutinefunction(task.func):
+        if not timeout:
             yield
             return
+        now = time.monotonic()
         with self.lock:
-            self.thread_id = threading.get_ident()
-            self.deadline = time.monotonic() + timeout
+            self.timeout = timeout
+            if not iscoroutinefunction(task.func):
+                self.deadline = now + timeout
+            self.hard_deadline = now + timeout + conf.get("JOB_TIMEOUT_GRACE_SECONDS")
         self.wake.set()  # the loop's next wait must end by the deadline
         try:
             yield
@@ -65,15 +80,25 @@ class Running:
             raise JobTimeout(execution.timeout_message(timeout)) from None
         finally:
             with self.lock:
-                self.thread_id = self.deadline = None
+                self.deadline = self.hard_deadline = None
                 # Withdraw an interruption that was raised but not delivered.
                 set_async_exception(threading.get_ident(), None)
 
     def interrupt_if_late(self, now):
+        """Raise JobTimeout in the task at its deadline, once."""
         with self.lock:
-            if self.thread_id and self.deadline and now >= self.deadline:
+            if self.deadline and now >= self.deadline:
                 self.deadline = None
-                set_async_exception(self.thread_id, JobTimeout)
+                set_async_exception(self.thread.ident, JobTimeout)
+
+    def overdue(self, now):
+        """Say whether the run outlived its deadline and grace."""
+        with self.lock:
+            return bool(self.hard_deadline) and now >= self.hard_deadline
+
+    def deadlines(self):
+        with self.lock:
+            return [d for d in (self.deadline, self.hard_deadline) if d]
 
 
 def set_async_exception(thread_id, exception_class):
@@ -114,7 +139,7 @@ class Worker:
         self.ack_batch = max(self.concurrency, conf.get("JOB_ACK_BATCH"))
         # Shared with the job threads, under `available`'s lock:
         self.available = threading.Condition()
-        self.buffer = deque()  # claimed, not yet taken by a thread
+        self.buffer = deque()  # (monotonic claim time, job): not yet taken
         self.running = {}  # job pk -> Running: taken, outcome not collected
         self.finished = []  # Outcomes from the threads, not collected
         self.ack_armed = False  # the loop's wait ends in time for `finished`
@@ -125,8 +150,12 @@ class Worker:
         self.stopping = False  # first signal: finish active jobs, claim nothing
         self.aborting = False  # second signal: put active jobs back, exit now
         self._tokens = count(1)
+        self._thread_names = count(0)
         self._next_heartbeat = 0.0
         self._next_maintenance = 0.0
+        self.threads = []  # the job threads serving the buffer
+        self.abandoned = []  # job threads whose run the loop ended
+        self.exit_code = 0
 
     # --- Lifecycle --------------------------------------------------------
 
@@ -143,12 +172,8 @@ class Worker:
             self.concurrency,
             self.burst,
         )
-        threads = [
-            threading.Thread(target=self._serve, name=f"job_{i}", daemon=True)
-            for i in range(self.concurrency)
-        ]
-        for thread in threads:
-            thread.start()
+        for _ in range(self.concurrency):
+            self._start_thread()
         self._register()
         try:
             self._loop()
@@ -158,6 +183,7 @@ class Worker:
             with self.available:
                 self.closing = True
                 self.available.notify_all()
+                threads = list(self.threads)  # not the abandoned ones
             if not self.aborting:
                 for thread in threads:
                     thread.join()
@@ -166,7 +192,15 @@ class Worker:
         logger.info(
             "worker %s stopped after %d jobs", self.worker_id, self.stats.finished
         )
-        return 0
+        return self.exit_code
+
+    def _start_thread(self):
+        thread = threading.Thread(
+            target=self._serve, name=f"job_{next(self._thread_names)}", daemon=True
+        )
+        with self.available:
+            self.threads.append(thread)
+        thread.start()
 
     def _register(self):
         heartbeat.register(
@@ -236,40 +270,62 @@ class Worker:
         return False
 
     def _claim(self):
-        """Claim a batch when the buffer runs low: free threads plus prefetch.
+        """Claim a batch while a thread is free: free threads plus prefetch.
 
         Claiming ahead (JOB_PREFETCH) means one claim statement serves many
-        short jobs; a claimed job that never starts is released, uncounted.
+        short jobs. A worker whose threads are all busy claims nothing, and a
+        job claimed ahead that no thread took within JOB_PREFETCH_HOLD_SECONDS
+        goes back (`_release_held_too_long`), so a short job never waits
+        behind a busy worker while another is idle.
         """
-        if self.stopping or len(self.buffer) >= self.concurrency:
+        with self.available:
+            free = self.concurrency - len(self.running)
+            buffered = len(self.buffer)
+        if self.stopping or buffered >= free:
             return 0, 0
-        wanted = self.concurrency + self.prefetch - len(self.running) - len(self.buffer)
+        wanted = free + self.prefetch - buffered
         if self.max_jobs is not None:
             wanted = min(wanted, self.max_jobs - self.stats.claimed)
         if wanted <= 0:
             return 0, 0
         token = f"{self.worker_id}:{next(self._tokens)}"
         jobs = execution.claim(self.queues, wanted, self.worker_id, token)
+        claimed_at = time.monotonic()
         with self.available:
-            self.buffer.extend(jobs)
+            self.buffer.extend((claimed_at, job) for job in jobs)
             self.refill_asked = False
             self.available.notify(len(jobs))
         self.stats.claimed += len(jobs)
         return len(jobs), wanted
 
-    def _release_buffer(self):
+    def _release_buffer(self, claimed_by=None):
+        """Release the claimed jobs no thread took (only those claimed by
+        monotonic time `claimed_by`, if given): back to READY, uncounted."""
+
+        def goes(claimed_at):
+            return claimed_by is None or claimed_at <= claimed_by
+
         with self.available:
-            jobs = list(self.buffer)
-            self.buffer.clear()
+            entries = list(self.buffer)
+            self.buffer = deque(e for e in entries if not goes(e[0]))
+        jobs = [job for claimed_at, job in entries if goes(claimed_at)]
         released = execution.release(jobs)
+        self.stats.claimed -= len(jobs)
         if released:
             logger.info("released %d claimed jobs that had not started", released)
+
+    def _release_held_too_long(self, now):
+        hold = conf.get("JOB_PREFETCH_HOLD_SECONDS")
+        with self.available:
+            oldest = self.buffer[0][0] if self.buffer else None
+        if oldest is not None and now - oldest >= hold:
+            self._release_buffer(claimed_by=now - hold)
 
     # --- The job threads --------------------------------------------------
 
     def _serve(self):
         """A job thread: run claimed jobs, highest priority first, until the
-        worker closes."""
+        worker closes, or until the loop ended its run (`_abandon`)."""
         try:
             while (running := self._take()) is not None:
                 try:
@@ -278,7 +334,8 @@ class Worker:
                     )
                 finally:
                     close_old_connections()
-                self._hand_back(outcome)
+                if not self._hand_back(running, outcome):
+                    return
         finally:
             connections.close_all()  # this thread's own connections
 
@@ -291,8 +348,9 @@ class Worker:
                 self.available.wait()
             if self.closing:
                 return None
-            job = self.buffer.popleft()
-            self.running[job.pk] = running = Running(job=job, wake=self.wake)
+            _, job = self.buffer.popleft()
+            running = Running(job, self.wake, threading.current_thread())
+            self.running[job.pk] = running
             # Ask the loop for more once, when fewer are left than threads.
             refill = len(self.buffer) < self.concurrency and not self.refill_asked
             self.refill_asked = self.refill_asked or refill
@@ -300,15 +358,19 @@ class Worker:
             self.wake.set()
         return running
 
-    def _hand_back(self, outcome):
+    def _hand_back(self, running, outcome):
         """Give a finished run to the loop, waking it only when its wait
-        would not end in time to record the run."""
+        would not end in time to record the run. Return False, dropping the
+        outcome, when the loop had already ended the run (`_abandon`)."""
         with self.available:
+            if running.abandoned:
+                return False
             self.finished.append(outcome)
             wake = not self.ack_armed or len(self.finished) >= self.ack_batch
             self.ack_armed = True
         if wake:
             self.wake.set()
+        return True
 
     # --- Recording --------------------------------------------------------
 
@@ -356,12 +418,16 @@ class Worker:
             # From here on a thread handing back a run wakes the loop only
             # if this wait would not end in time to record it.
             self.ack_armed = first is not None
+            oldest = self.buffer[0][0] if self.buffer else None
         running = self._running()
         if first is not None:
             wake_at.append(first.finished + conf.get("JOB_ACK_SECONDS"))
+        if oldest is not None:
+            wake_at.append(oldest + conf.get("JOB_PREFETCH_HOLD_SECONDS"))
         if running:
             wake_at.append(self._next_heartbeat)
-            wake_at.extend(r.deadline for r in running if r.deadline)
+            for r in running:
+                wake_at.extend(r.deadlines())
         return max(0.0, min(wake_at) - now)
 
     # --- Housekeeping -----------------------------------------------------
@@ -371,7 +437,8 @@ class Worker:
         if now >= self._next_heartbeat:
             with self.available:
                 held = [r.job for r in self.running.values()]
-                held += [o.job for o in self.finished] + list(self.buffer)
+                held += [o.job for o in self.finished]
+                held += [job for _, job in self.buffer]
             held += [o.job for o in self._unrecorded]
             execution.renew_leases(held)
             if not heartbeat.beat(self.worker_id):
@@ -381,10 +448,55 @@ class Worker:
             maintenance.run_due_duties(self.worker_id)
             self._next_maintenance = now + conf.get("JOB_MAINTENANCE_SECONDS")
         self._enforce_timeouts(now)
+        self._release_held_too_long(now)
 
     def _enforce_timeouts(self, now):
         for running in self._running():
             running.interrupt_if_late(now)
+            if running.overdue(now):
+                self._abandon(running)
+
+    def _abandon(self, running):
+        """End a run that outlived its timeout and grace: the hard limit.
+
+        Its job is recorded as timed out (retried or FAILED, by its retry
+        policy) under the run's lease token, so the run itself can never
+        record anything after. Its thread, which cannot be stopped, is left
+        to finish on its own and exit; a new thread takes its place. With
+        more such threads alive than JOB_CONCURRENCY the worker claims no
+        more, finishes its active jobs and exits 1, for its supervisor to
+        start a fresh process.
+        """
+        with self.available:
+            if self.running.get(running.job.pk) is not running:
+                return  # it finished meanwhile
+            del self.running[running.job.pk]
+            running.abandoned = True
+            self.threads.remove(running.thread)
+            self.abandoned.append(running.thread)
+        error = JobTimeout(
+            execution.timeout_message(running.timeout)
+            + " It did not stop within the grace; its thread was abandoned."
+        )
+        outcome = execution.Outcome(
+            job=running.job, error=error, finished_at=timezone.now()
+        )
+        outcome.duration = time.monotonic() - outcome.started
+        with suppress(TaskNotFound):
+            execution.describe(outcome, self.backend_alias)
+        execution.finish([outcome])
+        self.abandoned = [t for t in self.abandoned if t.is_alive()]
+        if len(self.abandoned) > self.concurrency:
+            logger.error(
+                "worker %s: %d job threads are stuck past their time limit; "
+                "claiming no more and exiting 1 once active jobs finish",
+                self.worker_id,
+                len(self.abandoned),
+            )
+            self.stopping = True
+            self.exit_code = 1
+            return
+        self._start_thread()
 
     def _abort(self):
         """Put the active jobs back as READY and leave the process now."""

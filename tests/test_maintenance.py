@@ -189,13 +189,11 @@ def test_claim__reads_only_the_rows_it_claims_when_statistics_are_stale(
         cursor.execute("ANALYZE jobs_job")
     Job.objects.update(status=JobStatus.READY, finished_at=None)
     wanted = Job.objects.order_by("?").first().pk if by_id else None
-    now = timezone.now()
     params = {
-        "now": now,
         "limit": 1 if by_id else 10,
         "worker_id": "w",
         "token": "w:1",
-        "expires": execution.lease_expiry(now),
+        "lease_seconds": 60.0,
         "queue": "default",
         "job_id": wanted,
     }
