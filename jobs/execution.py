@@ -417,6 +417,18 @@ def rescue_stalled(limit=100):
     return rescued
 
 
+def rescue_held_by(worker_id):
+    """Put back the RUNNING jobs of `worker_id`, whose process is gone."""
+    mine = Job.objects.filter(
+        status=JobStatus.RUNNING, lease_token__startswith=f"{worker_id}:"
+    )
+    error = WorkerLost("The worker running this job died: its process is gone.")
+    rescued = put_back(list(mine), error, give_up_when_exhausted=True)
+    for job in rescued:
+        log_event("rescued", job, level=logging.WARNING, outcome=job.status)
+    return rescued
+
+
 # --- Running --------------------------------------------------------------
 
 

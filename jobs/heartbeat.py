@@ -2,6 +2,8 @@
 
 import os
 import socket
+from functools import cache
+from pathlib import Path
 
 from django.utils import timezone
 
@@ -17,6 +19,7 @@ def register(worker_id, kind, queues, concurrency):
             "kind": kind,
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
+            "pid_space": pid_space(),
             "queues": list(queues),
             "concurrency": concurrency,
             "started_at": now,
@@ -41,3 +44,42 @@ def forget_dead(older_than):
     """Delete workers whose last heartbeat is older than `older_than`."""
     cutoff = timezone.now() - older_than
     return WorkerProcess.objects.filter(last_heartbeat_at__lt=cutoff).delete()[0]
+
+
+@cache
+def pid_space():
+    """Name the process ids this process can see: this kernel boot and this
+    pid namespace (a container has its own). "" where Linux does not say."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return f"{boot}:{namespace}"[:80]
+
+
+def dead_neighbours(worker_id):
+    """Registered workers, other than `worker_id`, whose process ids this
+    process can see, and whose process is gone."""
+    space = pid_space()
+    if not space:
+        return []
+    others = WorkerProcess.objects.filter(pid_space=space).exclude(id=worker_id)
+    return [worker for worker in others if not process_alive(worker.pid)]
+
+
+def process_alive(pid):
+    """Say whether process `pid` runs (a zombie, dead but not reaped, does not)."""
+    if pid == os.getpid():
+        return False  # that worker's pid is this process's now: it is gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"

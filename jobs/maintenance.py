@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import conf, dispatch, execution, heartbeat
-from .models import Job, JobStatus, Lease
+from .models import DatabaseNow, Job, JobStatus, Lease
 
 logger = logging.getLogger("jobs.maintenance")
 
@@ -20,11 +20,13 @@ LEASE_NAME = "maintenance"
 
 
 def acquire_lease(name, holder, seconds):
-    """Take or renew the named lease for `seconds`; True if `holder` has it."""
-    now = timezone.now()
-    expires_at = now + timedelta(seconds=seconds)
+    """Take or renew the named lease for `seconds`; True if `holder` has it.
+
+    Expiry is read and written on the database's clock, as job leases are.
+    """
+    expires_at = execution.db_now_plus(seconds)
     taken = Lease.objects.filter(
-        Q(expires_at__lt=now) | Q(holder=holder), name=name
+        Q(expires_at__lt=DatabaseNow()) | Q(holder=holder), name=name
     ).update(holder=holder, expires_at=expires_at)
     if taken:
         return True
@@ -41,7 +43,49 @@ def rescue():
     return execution.rescue_stalled()
 
 
-def redispatch(limit=500):
+def rescue_from_dead_neighbours(worker_id):
+    """Put back, at once, the jobs of workers on this host whose process is
+    gone (killed, crashed), instead of waiting for their leases to expire.
+
+    Run by a worker as it starts. Only workers whose process ids this one
+    can see are judged (`heartbeat.pid_space`); any other waits for its
+    lease. The attempt is counted, as a lost worker's is.
+    """
+    rescued = []
+    for dead in heartbeat.dead_neighbours(worker_id):
+        rescued += execution.rescue_held_by(dead.id)
+        heartbeat.unregister(dead.id)
+    return rescued
+
+
+class RedispatchCursor:
+    """Where the re-dispatcher's walk through the due rows has got to.
+
+    Each run looks at up to `batches` pages of due rows in (run_after, id)
+    order, starting after the last row the previous run looked at, and
+    starts over from the oldest once it reaches the end: every due row is
+    looked at in turn, however many older ones Redis still holds.
+    """
+
+    def __init__(self):
+        self.after = None  # (run_after, id) of the last row looked at
+
+    def page(self, due, size):
+        rows = due.order_by("run_after", "id")
+        if self.after is not None:
+            run_after, pk = self.after
+            rows = rows.filter(
+                Q(run_after__gt=run_after) | Q(run_after=run_after, id__gt=pk)
+            )
+        page = list(rows[:size])
+        self.after = (page[-1].run_after, page[-1].pk) if len(page) == size else None
+        return page
+
+
+redispatch_cursor = RedispatchCursor()
+
+
+def redispatch(page_size=500, batches=10):
     """Push again the due jobs Redis lost (flushed, restarted, down at enqueue).
 
     Only rows due for longer than JOB_REDISPATCH_GRACE_SECONDS are looked at,
@@ -51,10 +95,13 @@ def redispatch(limit=500):
     if not dispatch.redis_enabled():
         return []
     grace = timedelta(seconds=conf.get("JOB_REDISPATCH_GRACE_SECONDS"))
-    waiting = list(
-        Job.objects.due(timezone.now() - grace).order_by("run_after")[:limit]
-    )
-    lost = dispatch.missing_from_redis(waiting) if waiting else []
+    due = Job.objects.due(timezone.now() - grace)
+    lost = []
+    for _ in range(batches):
+        waiting = redispatch_cursor.page(due, page_size)
+        lost += dispatch.missing_from_redis(waiting) if waiting else []
+        if redispatch_cursor.after is None:
+            break  # the walk reached the newest due row
     if lost and dispatch.push(lost):
         logger.warning("re-dispatched %d jobs that Redis did not hold", len(lost))
     return lost
@@ -75,24 +122,30 @@ def prunable(now=None):
         Q(status__in=[JobStatus.SUCCESSFUL, JobStatus.CANCELLED])
         & Q(finished_at__lt=done_before)
         | Q(status=JobStatus.FAILED, finished_at__lt=failed_before)
-    )
+    ).order_by()
 
 
 def prune(batch_size=500, max_batches=20):
     """Delete finished jobs past their retention, a small batch at a time.
 
-    Each batch is one short DELETE by primary key, so the table is never
-    locked for long; what is left over waits for the next run.
+    Each batch is one short DELETE by primary key that checks the retention
+    rule again, so a job an admin retried after the ids were read stays.
+    What is left over waits for the next run.
     """
     pruned = 0
     for _ in range(max_batches):
         ids = list(prunable().values_list("pk", flat=True)[:batch_size])
         if not ids:
             break
-        pruned += Job.objects.filter(pk__in=ids).delete()[0]
+        pruned += delete_prunable(ids)
     if pruned:
         logger.info("pruned %d finished jobs past their retention", pruned)
     return pruned
+
+
+def delete_prunable(ids):
+    """Delete the jobs `ids` that are still past their retention."""
+    return prunable().filter(pk__in=ids).delete()[0]
 
 
 DUTIES = [rescue, redispatch, forget_dead_workers, prune]

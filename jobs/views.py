@@ -87,8 +87,8 @@ def job_detail(request, job):
 @job_endpoint("retry_job")
 def job_retry(request, job):
     if not execution.retry_jobs([job]):
-        return refused(job, "Only failed or cancelled jobs can be retried.")
-    return changed(job)
+        return refused(request, job, "Only failed or cancelled jobs can be retried.")
+    return changed(request, job)
 
 
 @require_POST
@@ -96,17 +96,24 @@ def job_retry(request, job):
 def job_cancel(request, job):
     cancelled, asked = execution.cancel_jobs([job])
     if not (cancelled or asked):
-        return refused(job, "Only waiting, delayed or running jobs can be cancelled.")
-    return changed(job)
+        return refused(
+            request, job, "Only waiting, delayed or running jobs can be cancelled."
+        )
+    return changed(request, job)
 
 
-def changed(job):
-    job.refresh_from_db()
-    return JsonResponse({"changed": True, "job": job_json(job)})
+def changed(request, job):
+    return JsonResponse(with_job_if_viewable(request, job, {"changed": True}))
 
 
-def refused(job, message):
-    job.refresh_from_db()
-    return JsonResponse(
-        {"changed": False, "error": message, "job": job_json(job)}, status=409
-    )
+def refused(request, job, message):
+    answer = {"changed": False, "error": message}
+    return JsonResponse(with_job_if_viewable(request, job, answer), status=409)
+
+
+def with_job_if_viewable(request, job, answer):
+    """Add the job's state to `answer` only for a caller allowed to view it."""
+    if request.user.has_perm("jobs.view_job"):
+        job.refresh_from_db()
+        answer["job"] = job_json(job)
+    return answer

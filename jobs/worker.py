@@ -175,6 +175,7 @@ class Worker:
         for _ in range(self.concurrency):
             self._start_thread()
         self._register()
+        maintenance.rescue_from_dead_neighbours(self.worker_id)
         try:
             self._loop()
         finally:

@@ -50,8 +50,8 @@ def start_worker():
     (ROOT / ".pytest_cache").mkdir(exist_ok=True)
     workers = []
 
-    def start(*args, env=None, command="jobworker"):
-        worker = CommandProcess(*args, env=env, command=command)
+    def start(*args, env=None, command="jobworker", faketime=None):
+        worker = CommandProcess(*args, env=env, command=command, faketime=faketime)
         workers.append(worker)
         return worker
 

@@ -106,15 +106,21 @@ def command_environment(env=None):
 class CommandProcess:
     """A worker command in a subprocess, killed at the end of the test."""
 
-    def __init__(self, *args, env=None, command="jobworker"):
+    def __init__(self, *args, env=None, command="jobworker", faketime=None):
         self.args = args
         self.command = command
         full_env = command_environment(env)
         self.log = open(  # noqa: SIM115 (closed in stop)
             ROOT / f".pytest_cache/worker-{os.getpid()}-{id(self)}.log", "w+"
         )
+        # `faketime`: run with a wall clock that much off (Debian's faketime,
+        # e.g. "+30s"), as on a host whose clock is wrong; its monotonic
+        # clock, which measures intervals, stays true.
+        skew = ["faketime", "-f", faketime] if faketime else []
+        if faketime:
+            full_env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), command, *args],
+            [*skew, sys.executable, str(ROOT / "manage.py"), command, *args],
             env=full_env,
             cwd=ROOT,
             stdout=self.log,

@@ -110,7 +110,7 @@ def test_get__unknown_or_malformed_id_is_404_json(reader, job_id):
 
 
 def test_retry__with_permission_and_csrf_token_retries(user):
-    grant(user, "retry_job")
+    grant(user, "retry_job", "view_job")
     job = make_job(status=JobStatus.FAILED, attempts=3, max_attempts=3)
     client, token = csrf_client(user)
 
@@ -155,7 +155,7 @@ def test_retry__a_successful_job_is_a_409_conflict(client, user):
 
 
 def test_cancel__with_permission_cancels_a_waiting_job(user):
-    grant(user, "cancel_job")
+    grant(user, "cancel_job", "view_job")
     job = make_job()
     client, token = csrf_client(user)
 
@@ -172,3 +172,17 @@ def test_cancel__get_is_not_allowed(reader):
 
     assert response.status_code == 405
     assert Job.objects.get(pk=job.pk).status == JobStatus.READY
+
+
+@pytest.mark.parametrize("action, status", [("retry", "FAILED"), ("cancel", "READY")])
+def test_post__without_the_view_permission__answers_without_the_job(
+    user, action, status
+):
+    grant(user, f"{action}_job")
+    client, token = csrf_client(user)
+    job = make_job(status=status, return_value={"secret": 1})
+
+    response = client.post(f"/api/jobs/{job.pk}/{action}", HTTP_X_CSRFTOKEN=token)
+
+    assert response.status_code == 200
+    assert response.json() == {"changed": True}

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs import maintenance
+from jobs import execution, maintenance
 from jobs.models import Job, JobStatus
 
 from .helpers import make_job
@@ -76,3 +76,22 @@ def test_prunejobs__prunes(rows, capsys):
 
     assert "pruned 3 finished jobs" in capsys.readouterr().out
     assert rows["failed_long_ago"].pk not in remaining()
+
+
+def test_prune__keeps_a_job_an_admin_retried_after_the_ids_were_read(rows, monkeypatch):
+    old = rows["old_success"]
+    old.status = JobStatus.FAILED  # failed long enough ago to be pruned
+    old.finished_at = timezone.now() - 8 * DAY
+    old.save()
+    delete_prunable = maintenance.delete_prunable
+
+    def retried_meanwhile(ids):
+        execution.retry_jobs([old])  # lands between the select and the DELETE
+        return delete_prunable(ids)
+
+    monkeypatch.setattr(maintenance, "delete_prunable", retried_meanwhile)
+
+    maintenance.prune()
+
+    old.refresh_from_db()
+    assert old.status == JobStatus.READY

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+import threading
 import time
 
 from django.tasks import task
@@ -100,6 +101,73 @@ def overrun(seconds):
 async def async_overrun(seconds):
     await asyncio.sleep(seconds)
     return "not stopped"
+
+
+@task(timeout=0.5)
+def catch_exception_for(key, seconds):
+    """Loop in Python, catching Exception around each step, as tasks do."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.01)
+        except Exception:  # noqa: S110 (the habit a timeout must survive)
+            pass
+    record(key)
+    return "not stopped"
+
+
+@task(timeout=0.5)
+def swallow_everything_for(key, seconds):
+    """Catch even BaseException: only the hard limit can end this run."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.01)
+        except BaseException:  # noqa: S110
+            pass
+    record(key)
+    return "finished late"
+
+
+@task(timeout=0.5)
+def block_in_c(seconds):
+    time.sleep(seconds)  # one call in C: a thread cannot be interrupted here
+    return "not stopped"
+
+
+@task(timeout=0.5)
+async def async_swallow_cancel(seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            pass
+    return "not stopped"
+
+
+@task
+def busy_python(seconds):
+    """No timeout of its own: `.using(timeout=...)` gives it one."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+    return "not stopped"
+
+
+@task
+def wait_then_record(key, seconds):
+    """`sleep_then_record`, waiting on an event: Debian's faketime breaks
+    `time.sleep` in a process whose monotonic clock it leaves alone."""
+    threading.Event().wait(seconds)
+    record(key)
+    return key
+
+
+@task(max_attempts=2)
+def end_process():
+    """A poison job: it ends the process running it, as a crash in C would."""
+    os._exit(3)
 
 
 def not_a_task():

@@ -45,10 +45,16 @@ class Command(BaseCommand):
         if max_jobs is not None and max_jobs < 1:
             raise CommandError("--max-jobs must be at least 1.")
         conf.check_database()
-        Worker(
+        code = Worker(
             queues=queues,
             concurrency=concurrency,
             burst=burst,
             max_jobs=max_jobs,
             backend_alias=backend,
         ).run()
+        if code:
+            raise CommandError(
+                "Job threads were stuck past their time limit; exiting so that "
+                "the supervisor starts a fresh process.",
+                returncode=code,
+            )

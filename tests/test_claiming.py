@@ -1,0 +1,127 @@
+"""Claiming and recording: a claimed job runs promptly or goes back, and only
+what was recorded is announced."""
+
+import pytest
+from django.db import DatabaseError, transaction
+from django.tasks.signals import task_finished
+
+from jobs import dispatch, execution, maintenance
+from jobs.models import Job, JobStatus
+from tests.testapp import tasks
+from tests.testapp.models import Run
+
+from .helpers import job_of, make_job, wait_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def announced():
+    """The ids of the jobs Django's task_finished signal was sent for."""
+    ids = []
+
+    def receiver(sender, task_result, **kwargs):
+        ids.append(task_result.id)
+
+    task_finished.connect(receiver)
+    yield ids
+    task_finished.disconnect(receiver)
+
+
+def claim_all():
+    return execution.claim(None, 100, "w:1:x", "w:1:x:1")
+
+
+def test_finish__announces_only_the_successes_it_recorded(announced):
+    kept, rescued = (make_job(), make_job())
+    claimed = claim_all()
+    Job.objects.filter(pk=rescued.pk).update(status=JobStatus.READY)  # moved
+
+    execution.finish([execution.run(job) for job in claimed])
+
+    assert announced == [str(kept.pk)]
+    assert job_of(rescued).status == JobStatus.READY
+
+
+def test_finish__called_again_after_a_database_error__announces_nothing_twice(
+    announced, monkeypatch
+):
+    make_job(), make_job(task_path="tests.testapp.tasks.always_fail")
+    claimed = claim_all()
+    outcomes = [execution.run(job) for job in claimed]
+    record_failure = execution.record_failure
+    calls = []
+
+    def fails_once(outcome):
+        calls.append(outcome)
+        if len(calls) == 1:
+            raise DatabaseError("connection lost")
+        return record_failure(outcome)
+
+    monkeypatch.setattr(execution, "record_failure", fails_once)
+    with pytest.raises(DatabaseError):
+        execution.finish(outcomes)  # the success is recorded, the failure not
+
+    execution.finish(outcomes)  # the worker's loop tries again
+
+    assert sorted(announced) == sorted(str(job.pk) for job in claimed)
+    statuses = {job_of(job).status for job in claimed}
+    assert statuses == {JobStatus.SUCCESSFUL, JobStatus.READY}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_release__pushes_the_rq_job_of_the_attempt_it_goes_back_to(
+    redis_dispatch, redis_server
+):
+    job = make_job()  # not pushed: made directly
+    (claimed,) = claim_all()
+    assert claimed.attempts == 1
+
+    assert execution.release([claimed]) == 1
+
+    assert dispatch.pusher.flush(timeout=10)
+    assert redis_server.client().lrange("rq:queue:default", 0, -1) == [
+        f"{job.pk}-0".encode()
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redispatch__finds_a_lost_job_behind_any_number_of_queued_ones(
+    redis_dispatch, redis_server, settings
+):
+    with transaction.atomic():
+        queued = tasks.noop.enqueue_many([((), {})] * 600)
+        lost = tasks.noop.enqueue()
+    assert dispatch.pusher.flush(timeout=10)
+    client = redis_server.client()
+    assert client.rpop("rq:queue:default") == f"{lost.id}-0".encode()
+    client.delete(f"rq:job:{lost.id}-0")  # as a flush loses it
+    settings.JOB_REDISPATCH_GRACE_SECONDS = 0
+
+    found = maintenance.redispatch()
+
+    assert [str(job.pk) for job in found] == [lost.id]
+    assert client.llen("rq:queue:default") == len(queued) + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_busy_worker__gives_back_the_jobs_it_claimed_ahead(start_worker):
+    with transaction.atomic():
+        long = tasks.sleep_then_record.enqueue("long", 10)
+        short = [tasks.record_run.enqueue(f"short-{i}") for i in range(5)]
+    busy = start_worker("--concurrency", "1")
+    wait_for(lambda: job_of(long).status == JobStatus.RUNNING, message="long job")
+    idle = start_worker("--concurrency", "1")
+
+    wait_for(
+        lambda: all(job_of(r).status == JobStatus.SUCCESSFUL for r in short),
+        message="the short jobs to run",
+    )
+
+    # They ran on the idle worker, each once, while the long job still ran.
+    assert set(
+        Run.objects.filter(key__startswith="short").values_list("pid", flat=True)
+    ) == {idle.pid}
+    assert job_of(long).status == JobStatus.RUNNING
+    assert all(job_of(r).attempts == 1 for r in short)
+    assert "released 5 claimed jobs" in busy.output()
