@@ -140,7 +140,7 @@ class Worker:
         # Shared with the job threads, under `available`'s lock:
         self.available = threading.Condition()
         self.buffer = deque()  # (monotonic claim time, job): not yet taken
-        self.running = {}  # job pk -> Running: taken, outcome not collected
+        self.running = {}  # job pk -> Running: taken by a thread, not handed back
         self.finished = []  # Outcomes from the threads, not collected
         self.ack_armed = False  # the loop's wait ends in time for `finished`
         self.refill_asked = False  # a thread said the buffer runs low
@@ -366,6 +366,7 @@ class Worker:
         with self.available:
             if running.abandoned:
                 return False
+            del self.running[running.job.pk]
             self.finished.append(outcome)
             wake = not self.ack_armed or len(self.finished) >= self.ack_batch
             self.ack_armed = True
@@ -383,8 +384,6 @@ class Worker:
         """
         with self.available:
             finished, self.finished = self.finished, []
-            for outcome in finished:
-                self.running.pop(outcome.job.pk, None)
         self._unrecorded += finished
         if not self._unrecorded:
             return
