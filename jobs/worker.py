@@ -479,9 +479,11 @@ class Worker:
             + " It did not stop within the grace; its thread was abandoned."
         )
         outcome = execution.Outcome(
-            job=running.job, error=error, finished_at=timezone.now()
+            job=running.job,
+            error=error,
+            finished_at=timezone.now(),
+            duration=running.timeout + conf.get("JOB_TIMEOUT_GRACE_SECONDS"),
         )
-        outcome.duration = time.monotonic() - outcome.started
         with suppress(TaskNotFound):
             execution.describe(outcome, self.backend_alias)
         execution.finish([outcome])
