@@ -5,7 +5,6 @@ the behaviour asserted here must hold the same on each path, the way Django
 runs `SessionTestsMixin` against every session backend.
 """
 
-import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -31,14 +30,17 @@ class BackendContract:
         """Return a context manager running a worker while the block runs."""
         raise NotImplementedError("subclasses must start a worker")
 
-    def drain_until_finished(self, timeout=20.0):
+    def drain_until_finished(self):
         """Drain again and again until no job is READY or RUNNING."""
-        deadline = time.monotonic() + timeout
         unfinished = Job.objects.filter(status__in=[JobStatus.READY, JobStatus.RUNNING])
-        while unfinished.exists():
-            assert time.monotonic() < deadline, "jobs did not finish in time"
+
+        def drained():
+            if not unfinished.exists():
+                return True
             self.drain()
-            time.sleep(0.05)
+            return not unfinished.exists()
+
+        wait_for(drained, timeout=120, message="every job to finish")
 
     def test_success__result_holds_return_value_and_one_attempt(self):
         result = tasks.add.enqueue(2, 3)
@@ -113,12 +115,13 @@ class BackendContract:
         result = tasks.record_run.using(run_after=run_after).enqueue("later")
 
         self.drain()
-        assert Job.objects.get(pk=result.id).status == JobStatus.READY
+        if timezone.now() < run_after:  # a slow drain may end after it is due
+            assert Job.objects.get(pk=result.id).status == JobStatus.READY
 
         self.drain_until_finished()
         result.refresh()
         assert result.status == TaskResultStatus.SUCCESSFUL
-        assert result.started_at >= run_after
+        assert result.started_at >= run_after  # never early, however slow
         assert tasks.record_run.get_result(result.id).task.run_after == run_after
 
     def test_async_task__runs(self):
@@ -172,16 +175,18 @@ class BackendContract:
         assert "return value is not JSON-serializable" in job.errors[0]["message"]
 
     def test_timeout__stops_sync_and_async_tasks(self):
-        sync = tasks.overrun.using(max_attempts=1).enqueue(5)
-        coro = tasks.async_overrun.using(max_attempts=1).enqueue(5)
+        # Tasks that would run 30 s on their own and return "not stopped".
+        sync = tasks.overrun.using(max_attempts=1).enqueue(30)
+        coro = tasks.async_overrun.using(max_attempts=1).enqueue(30)
 
-        started = time.monotonic()
         self.drain_until_finished()
 
-        assert time.monotonic() - started < 4
         for result in (sync, coro):
             job = Job.objects.get(pk=result.id)
             assert job.status == JobStatus.FAILED
+            assert job.return_value is None
+            # Stopped, not marked late after running to its end.
+            assert job.finished_at - job.last_attempted_at < timedelta(seconds=30)
             assert job.errors[0]["exception_class_path"] == "jobs.exceptions.JobTimeout"
             assert "timed out" in job.errors[0]["message"]
 

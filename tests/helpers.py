@@ -79,6 +79,40 @@ def wait_for(predicate, timeout=20.0, interval=0.05, message="condition"):
         raise AssertionError(str(e)) from None
 
 
+def database_clock():
+    """The database's clock now (PostgreSQL), to order events by it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def claimed_since(moment):
+    """Say whether another session of the test database (a worker) ran a
+    claim that started after `moment` (database clock) and has ended
+    (PostgreSQL): after it, the worker waits until something wakes it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # fresh in a transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND state = 'idle' AND query LIKE %s AND query_start > %s",
+            ["%FOR UPDATE SKIP LOCKED%", moment],
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def listening_since():
+    """When a worker's LISTEN connection finished its LISTEN, or None."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # fresh in a transaction
+        cursor.execute(
+            "SELECT max(state_change) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND state = 'idle' "
+            "AND query LIKE 'LISTEN %%'"
+        )
+        return cursor.fetchone()[0]
+
+
 def database_url():
     """A URL of the test database, for worker subprocesses."""
     db = connection.settings_dict

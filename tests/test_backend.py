@@ -256,13 +256,28 @@ def test_enqueue__notifies_listeners_on_commit_only(postgres_only):
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as listener:
+
+    def heard_until_marker(listener, other, marker):
+        """What the listener hears up to a NOTIFY that `other` commits now:
+        PostgreSQL delivers notifications in commit order."""
+        other.execute("SELECT pg_notify(%s, %s)", [CHANNEL, marker])
+        heard = []
+        for notify in listener.notifies(timeout=60):
+            if notify.payload == marker:
+                return heard
+            heard.append(notify.payload)
+        raise AssertionError(f"the marker {marker} never arrived")
+
+    with (
+        psycopg.connect(**params, autocommit=True) as listener,
+        psycopg.connect(**params, autocommit=True) as other,
+    ):
         listener.execute(f"LISTEN {CHANNEL}")
         with transaction.atomic():
             tasks.add.enqueue(1, 2)
             tasks.add.using(queue_name="other").enqueue_many([((1, 2), {})] * 3)
-            assert list(listener.notifies(timeout=0.2)) == []
-        heard = [n.payload for n in listener.notifies(timeout=1, stop_after=2)]
+            assert heard_until_marker(listener, other, "marker-1") == []
+        heard = heard_until_marker(listener, other, "marker-2")
 
     assert sorted(heard) == ["default", "other"]
 

@@ -52,10 +52,11 @@ def test_max_jobs__runs_that_many_and_leaves_the_rest_claimable():
 
 @pytest.mark.django_db(transaction=True)
 def test_idle_loop__is_woken_to_record_a_run_at_once(settings):
-    # A loop that polls every 30 s and renews leases every 20 s must still
-    # record a finished run within JOB_ACK_SECONDS: the job thread wakes it.
-    settings.JOB_POLL_SECONDS = 30
-    settings.JOB_LEASE_SECONDS = 60
+    # A loop that polls every hour and renews leases every 20 minutes must
+    # still record a finished run within JOB_ACK_SECONDS: the job thread
+    # wakes it.
+    settings.JOB_POLL_SECONDS = 3600
+    settings.JOB_LEASE_SECONDS = 3600
     job = make_job(task_path="tests.testapp.tasks.sleep_then_record", args=["k", 0.3])
     worker = Worker(concurrency=2, install_signals=False)
     thread = threading.Thread(target=run_and_close, args=(worker,))
@@ -63,7 +64,7 @@ def test_idle_loop__is_woken_to_record_a_run_at_once(settings):
     try:
         wait_for(
             lambda: Job.objects.get(pk=job.pk).status == JobStatus.SUCCESSFUL,
-            timeout=3,
+            timeout=60,  # far below the next poll or lease renewal
             message="the finished run to be recorded",
         )
     finally:

@@ -3,10 +3,11 @@
 import logging
 import os
 import signal
-import time
+import threading
 from datetime import timedelta
 
 import pytest
+import redis.connection
 from django.db import transaction
 from django.utils import timezone
 from rq.job import Job as RQJob
@@ -33,14 +34,20 @@ def status_of(result):
 
 
 def test_redis_down_at_enqueue__jobs_are_kept_and_run_when_it_is_back(
-    redis_server, start_rqworker, caplog
+    redis_server, start_rqworker, caplog, monkeypatch
 ):
     redis_server.stop()
+    connecting = []  # the threads that tried to reach Redis
+    connect = redis.connection.AbstractConnection.connect
+
+    def record_connect(self):
+        connecting.append(threading.current_thread())
+        return connect(self)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "connect", record_connect)
 
     with caplog.at_level(logging.WARNING, logger="jobs.dispatch"):
-        started = time.monotonic()
         results = [tasks.record_run.enqueue(f"down-{i}") for i in range(20)]
-        elapsed = time.monotonic() - started
         assert dispatch.pusher.flush(timeout=10)
 
     assert Job.objects.filter(status=JobStatus.READY).count() == 20
@@ -48,12 +55,15 @@ def test_redis_down_at_enqueue__jobs_are_kept_and_run_when_it_is_back(
     assert len(warnings) == 1
     assert "Redis is unreachable" in warnings[0].getMessage()
     assert "redis://" not in warnings[0].getMessage()
-    assert elapsed < 10  # a dead Redis does not hang every enqueue
+    # A dead Redis cannot hang an enqueue: the caller never waits for Redis.
+    assert connecting, "the push should have tried Redis"
+    assert threading.current_thread() not in connecting
+    monkeypatch.undo()
 
     redis_server.start()
     start_rqworker()
 
-    wait_for(lambda: all_succeeded(results), timeout=30, message="re-dispatch")
+    wait_for(lambda: all_succeeded(results), timeout=60, message="re-dispatch")
     assert Run.objects.count() == 20
 
 
@@ -66,7 +76,7 @@ def test_flushall_after_enqueue__jobs_are_pushed_again(redis_server, start_rqwor
     redis_server.flush()  # FLUSHALL
     worker = start_rqworker()
 
-    wait_for(lambda: all_succeeded(results), timeout=30, message="re-dispatch")
+    wait_for(lambda: all_succeeded(results), timeout=60, message="re-dispatch")
     assert Run.objects.count() == 20
     assert "re-dispatched" in worker.output()
 
@@ -138,12 +148,15 @@ def test_redis_outage_while_worker_runs__worker_reconnects(
     wait_for(lambda: "Listening on" in worker.output(), message="listening")
 
     redis_server.stop()
-    time.sleep(1.5)
+    wait_for(
+        lambda: "could not connect to Redis" in worker.output(),
+        timeout=60,
+        message="the worker to notice the outage",
+    )
     redis_server.start()
     result = tasks.record_run.enqueue("after-outage")
 
-    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, timeout=40)
-    assert "could not connect to Redis" in worker.output()
+    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, timeout=60)
     assert worker.process.poll() is None
     worker.signal(signal.SIGTERM)
 
@@ -178,7 +191,7 @@ def test_rq_scheduler_killed__worker_starts_it_again(start_rqworker):
     later = timezone.now() + timedelta(seconds=0.5)
     result = tasks.record_run.using(run_after=later).enqueue("late")
 
-    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, timeout=20)
+    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, timeout=60)
     assert "scheduler process died" in worker.output()
     assert scheduler not in worker.children()
 
@@ -192,11 +205,14 @@ def test_redis_outage_mid_job__job_recorded_and_worker_carries_on(
     wait_for(lambda: status_of(first) == JobStatus.RUNNING, message="claim")
 
     redis_server.stop()  # RQ's bookkeeping after the job fails
-    wait_for(lambda: Run.objects.filter(key="mid-outage").exists(), message="run")
-    time.sleep(0.5)
+    wait_for(
+        lambda: f"lost Redis around RQ job {first.id}" in worker.output(),
+        timeout=60,
+        message="the worker to meet the outage after the job",
+    )
     redis_server.start()
     second = tasks.record_run.enqueue("after-mid-outage")
 
-    wait_for(lambda: all_succeeded([first, second]), timeout=40)
+    wait_for(lambda: all_succeeded([first, second]), timeout=60)
     assert worker.process.poll() is None, worker.output()[-3000:]
     assert Run.objects.filter(key="mid-outage").count() == 1

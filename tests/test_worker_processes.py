@@ -4,14 +4,14 @@ import signal
 import time
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from bench.services import free_port
 from jobs.models import Job, JobStatus, WorkerProcess
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import wait_for
+from .helpers import claimed_since, database_clock, listening_since, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,17 +33,23 @@ def test_two_workers_drain_2000_jobs__each_runs_exactly_once(start_worker):
     elapsed = time.monotonic() - started
 
     # Run.key is unique: a second run of any job would have failed that job.
+    # (How the jobs split between the workers is up to the scheduler.)
     assert Run.objects.count() == 2000
     assert Job.objects.filter(status=JobStatus.SUCCESSFUL, attempts=1).count() == 2000
-    assert len(set(Run.objects.values_list("pid", flat=True))) == 2
+    assert set(Run.objects.values_list("pid", flat=True)) <= {w.pid for w in workers}
     print(f"\n2 workers drained 2000 jobs in {elapsed:.2f}s")
 
 
 def test_job_is_invisible_to_a_running_worker_until_commit(start_worker):
     worker = start_worker()
+    first = tasks.record_run.enqueue("before")
+    wait_for(lambda: status_of(first) == JobStatus.SUCCESSFUL, message="a claim")
     with transaction.atomic():
         result = tasks.record_run.enqueue("after-commit")
-        time.sleep(0.5)  # the worker polls every 0.05 s meanwhile
+        if connection.vendor == "postgresql":
+            inserted = database_clock()
+            wait_for(lambda: claimed_since(inserted), message="a claim after it")
+        # On SQLite the open write transaction holds the worker's claim off.
         assert not Run.objects.filter(key="after-commit").exists()
         assert status_of(result) == JobStatus.READY
 
@@ -75,7 +81,7 @@ def test_second_sigterm__puts_the_active_job_back(start_worker):
     wait_for(lambda: status_of(result) == JobStatus.RUNNING, message="claim")
 
     worker.signal(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_for(lambda: "SIGTERM: finishing" in worker.output(), message="1st signal")
     worker.signal(signal.SIGTERM)
 
     assert worker.wait(timeout=10) != 0
@@ -97,24 +103,26 @@ def test_kill_9__job_is_rescued_by_another_worker_and_succeeds(start_worker):
     wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, message="rescue")
     job = Job.objects.get(pk=result.id)
     assert job.attempts == 2
-    assert len(job.worker_ids) == 2 and job.worker_ids[0] != job.worker_ids[1]
+    # Worker ids are host:pid:random: the pids say who ran each attempt.
+    pids = [int(worker_id.split(":")[-2]) for worker_id in job.worker_ids]
+    assert pids == [doomed.pid, rescuer.pid]
     assert job.errors[0]["exception_class_path"] == "jobs.exceptions.WorkerLost"
     assert Run.objects.get(key="survivor").pid == rescuer.pid
 
 
 def test_listen_notify__wakes_an_idle_worker_on_commit(postgres_only, start_worker):
-    # Polling once a minute: only the NOTIFY sent on commit can wake it in time.
-    worker = start_worker(
-        env={"JOB_POLL_SECONDS": "60", "JOB_MAINTENANCE_SECONDS": "60"}
-    )
-    wait_for(lambda: "started queues" in worker.output(), message="worker start")
-    time.sleep(0.5)  # past the first poll, into the long wait
+    # Polling once an hour: only the NOTIFY sent on commit can wake it in time.
+    start_worker(env={"JOB_POLL_SECONDS": "3600", "JOB_MAINTENANCE_SECONDS": "3600"})
+    # Past its start-up claims: connecting LISTEN wakes the worker for one
+    # more claim, so wait for a claim that began after LISTEN; then it waits.
+    listening = wait_for(listening_since, message="the worker to LISTEN")
+    wait_for(lambda: claimed_since(listening), message="its claim after LISTEN")
 
     result = tasks.record_run.enqueue("woken")
 
     wait_for(
         lambda: status_of(result) == JobStatus.SUCCESSFUL,
-        timeout=10,
+        timeout=60,
         message="the worker to wake",
     )
 
