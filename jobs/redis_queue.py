@@ -678,8 +678,8 @@ class JobsWorker(JobsWorkerMixin, Worker):
                 handed_over = hand_over = HandOver(claimed, report)
                 try:
                     super().execute_job(job, queue)
-                except OSError as e:  # no work horse: not the job's fault
-                    self.fork_failed(job, queue, claimed, e)
+                except ForkFailed as e:  # no work horse: not the job's fault
+                    self.fork_failed(job, queue, claimed, e.__cause__)
                     return
                 finally:
                     handed_over = None
@@ -724,7 +724,10 @@ class JobsWorker(JobsWorkerMixin, Worker):
 
     def fork_work_horse(self, job, queue):
         with database_in_use:  # the horse releases its copy at once
-            super().fork_work_horse(job, queue)
+            try:
+                super().fork_work_horse(job, queue)
+            except OSError as e:  # out of memory or processes: no horse runs it
+                raise ForkFailed from e
 
     def main_work_horse(self, job, queue):
         database_in_use.release()
@@ -747,6 +750,10 @@ class JobsWorker(JobsWorkerMixin, Worker):
             # enqueued now, not after the re-dispatch grace.
             dispatch.pusher.flush(timeout=5)
             connections.close_all()  # the work horse's own; it exits now
+
+
+class ForkFailed(Exception):  # noqa: N818 (it names what happened)
+    """No work horse was forked for the job (the OSError is its cause)."""
 
 
 def ours(job):
