@@ -28,6 +28,7 @@ from redis.driver_info import DriverInfo
 from rq import Queue
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQJobStatus
+from rq.serializers import JSONSerializer
 
 from . import conf, postgres
 from .conf import rq_queue_names
@@ -89,10 +90,11 @@ def push(jobs):
             for job in jobs:
                 name = rq_queue_name(job.queue_name, job.priority)
                 if name not in queues:
-                    queues[name] = Queue(name, connection=link.client)
-                if job.task_path not in timeouts:
-                    timeouts[job.task_path] = rq_timeout(job)
-                timeout = timeouts[job.task_path]
+                    queues[name] = rq_queue(name, link.client)
+                key = (job.task_path, job.timeout)
+                if key not in timeouts:
+                    timeouts[key] = rq_timeout(job)
+                timeout = timeouts[key]
                 if job.run_after > now:
                     enqueue_at(pipe, queues[name], job, timeout)
                 else:
@@ -167,6 +169,12 @@ class Pusher:
 pusher = Pusher()
 
 
+def rq_queue(name, client):
+    """Return the RQ queue `name`. Its jobs are JSON, never pickle: whoever
+    can write to Redis must not be able to run code on the workers."""
+    return Queue(name, connection=client, serializer=JSONSerializer)
+
+
 def rq_options(job, pipe):
     return {
         "job_id": rq_job_id(job),
@@ -221,14 +229,20 @@ def enqueue_many(pipe, queue, jobs):
 
 
 def rq_timeout(job):
-    """RQ's timeout for the job: the task's, in whole seconds; -1 for none."""
-    from .backend import resolve_task  # backend imports this module
-    from .exceptions import TaskNotFound
+    """RQ's timeout for the job, in whole seconds; -1 for none.
 
-    try:
-        timeout = getattr(resolve_task(job.task_path), "timeout", None)
-    except TaskNotFound:
-        timeout = None
+    The row's, which holds a `.using(timeout=...)` of the caller; the task's
+    only for a row stored before rows kept their options.
+    """
+    timeout = job.timeout
+    if timeout is None:
+        from .backend import resolve_task  # backend imports this module
+        from .exceptions import TaskNotFound
+
+        try:
+            timeout = getattr(resolve_task(job.task_path), "timeout", None)
+        except TaskNotFound:
+            timeout = None
     return math.ceil(timeout) if timeout else -1
 
 

@@ -9,20 +9,25 @@ the scheduler (for delays and retries) and our maintenance (rescue, re-dispatch)
 
 import json
 import logging
+import math
 import os
+import sys
 import tempfile
 import threading
 import time
 from contextlib import contextmanager, suppress
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from uuid import UUID
 
 import redis
 from django.db import DatabaseError, close_old_connections, connections
+from django.utils import timezone
 from rq import SimpleWorker, Worker
+from rq.exceptions import DeserializationError
 from rq.job import JobStatus as RQJobStatus
-from rq.timeouts import JobTimeoutException
+from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from rq.utils import get_version
 from rq.utils import now as rq_now
 from rq.worker import WorkerStatus
@@ -62,7 +67,7 @@ def execute(job_id):
     if job is None:
         return skip(job_id)
     with lease_keeper.holding(job):
-        outcome = execution.run(job, guard=rq_timeout_as_job_timeout)
+        outcome = execution.run(job, guard=partial(time_limits, job))
     if outcome.succeeded:
         unrecorded.add(outcome)
         return "succeeded"
@@ -141,6 +146,7 @@ class HandOver:
     def __init__(self, job, report):
         self.job = job
         self.report = report
+        self.overran = None  # RQ's timeout, once the worker ended the horse
 
     def run(self):
         """In the work horse: run the job, report a success to the worker."""
@@ -157,23 +163,33 @@ class HandOver:
         """In the worker, once the horse is gone: record what it reported."""
         self.report.seek(0)
         text = self.report.read()
-        if text:
+        if not text:
+            self.record_end("The work horse running this job died.")
+            return
+        try:
             value, finished_at, duration = json.loads(text)
-            outcome = execution.Outcome(
-                job=self.job,
-                value=value,
-                finished_at=datetime.fromisoformat(finished_at),
-                duration=duration,
-            )
-            with suppress(TaskNotFound):  # it ran, so it imported in the horse
-                execution.describe(outcome)
-            unrecorded.add(outcome)
-        elif execution.still_held(self.job):
-            # No report and no failure recorded: the horse died (killed, or
-            # out of memory). Retry now rather than when the lease expires.
-            error = WorkerLost("The work horse running this job died.")
-            for job in execution.put_back([self.job], error, True):
-                execution.log_event("rescued", job, level=logging.WARNING)
+            finished_at = datetime.fromisoformat(finished_at)
+        except (ValueError, TypeError):
+            self.record_end("The work horse running this job left no readable report.")
+            return
+        outcome = execution.Outcome(
+            job=self.job, value=value, finished_at=finished_at, duration=duration
+        )
+        with suppress(TaskNotFound):  # it ran, so it imported in the horse
+            execution.describe(outcome)
+        unrecorded.add(outcome)
+
+    def record_end(self, how):
+        """Record a horse that ended without a readable report, unless it
+        recorded a failure itself: timed out when the worker ended it at its
+        hard limit, else lost. Retried now, not when the lease expires."""
+        if not execution.still_held(self.job):
+            return
+        if self.overran is not None:
+            record_overrun(self.job, self.job.timeout or self.overran)
+            return
+        for job in execution.put_back([self.job], WorkerLost(how), True):
+            execution.log_event("rescued", job, level=logging.WARNING)
 
 
 handed_over = None  # the HandOver of the work horse being forked, if any
@@ -192,11 +208,109 @@ def skip(job_id):
 
 @contextmanager
 def rq_timeout_as_job_timeout(task):
-    """Report RQ's timeout like ours: a JobTimeout that says it timed out."""
+    """Report RQ's timeout like ours: a JobTimeout naming the job's timeout
+    (RQ's alarm counts whole seconds)."""
     try:
         yield
-    except JobTimeoutException:
+    except (JobTimeoutException, JobTimeout):
         raise JobTimeout(execution.timeout_message(task.timeout)) from None
+
+
+@contextmanager
+def time_limits(job, task):
+    """The soft limit is RQ's alarm (`JobsDeathPenalty`); where the task runs
+    in the worker's own main thread, `watchdog` is the hard limit."""
+    with rq_timeout_as_job_timeout(task), watchdog.watching(job, task):
+        yield
+
+
+class JobsDeathPenalty(UnixSignalDeathPenalty):
+    """RQ's alarm, raising our JobTimeout when a job's time is up.
+
+    RQ raises its JobTimeoutException, an Exception: the common `except
+    Exception:` in a task swallowed it and the job ran on. JobTimeout is a
+    BaseException. The alarm of the forking worker's horse monitor
+    (HorseMonitorTimeoutException) stays RQ's own.
+    """
+
+    def handle_death_penalty(self, signum, frame):
+        if issubclass(self._exception, JobTimeoutException):
+            raise JobTimeout(execution.timeout_message(self._timeout))
+        super().handle_death_penalty(signum, frame)
+
+    def __exit__(self, *exc_info):
+        try:
+            return super().__exit__(*exc_info)
+        except JobTimeout:  # the alarm rang as the body ended: it is done
+            return False
+
+
+def record_overrun(job, timeout, started=None):
+    """Record `job` as timed out by the hard limit: retried or FAILED by its
+    retry policy, under its lease token, so the run can record nothing after."""
+    error = JobTimeout(
+        execution.timeout_message(timeout)
+        + " It did not stop within the grace, and was ended."
+    )
+    outcome = execution.Outcome(job=job, error=error, finished_at=timezone.now())
+    if started is not None:
+        outcome.duration = time.monotonic() - started
+    with suppress(TaskNotFound):
+        execution.describe(outcome)
+    execution.finish([outcome])
+
+
+class Watchdog:
+    """The hard limit of a worker that runs tasks in its own main thread.
+
+    A task that swallows even JobTimeout (a bare `except:`), or is blocked in
+    C (a long sleep, a socket read), cannot be stopped in its thread. At its
+    deadline plus JOB_TIMEOUT_GRACE_SECONDS the watchdog records the job as
+    timed out and ends the process with status 1, for its supervisor
+    (rqworker-pool, systemd) to start a fresh one. A task holding the GIL in
+    C stops the watchdog too; the rescuer takes the job once its lease ends.
+    """
+
+    def __init__(self):
+        self.worker = None  # the JobsSimpleWorker watched; None: off
+
+    @contextmanager
+    def watching(self, job, task):
+        timeout = getattr(task, "timeout", None)
+        if self.worker is None or not timeout:
+            yield
+            return
+        started = time.monotonic()
+        # RQ's alarm rings at the timeout rounded up to a whole second.
+        limit = math.ceil(timeout) + conf.get("JOB_TIMEOUT_GRACE_SECONDS")
+        timer = threading.Timer(limit, self.expire, (job, timeout, started))
+        timer.name, timer.daemon = "job-watchdog", True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
+    def expire(self, job, timeout, started):
+        logger.error(
+            "job %s ran %g s past its timeout of %g s and could not be stopped; "
+            "recording it timed out and exiting 1",
+            job.pk,
+            conf.get("JOB_TIMEOUT_GRACE_SECONDS"),
+            timeout,
+        )
+        try:
+            record_overrun(job, timeout, started)
+        except DatabaseError as e:
+            logger.error("could not record job %s timed out: %s", job.pk, e)
+        finally:
+            self.worker.abandon()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
+
+
+watchdog = Watchdog()
 
 
 # Held by the worker's threads (leases, maintenance) while they use the
@@ -317,25 +431,29 @@ class Maintainer(threading.Thread):
 
 
 def with_bands(queues):
-    """Expand each queue to its priority bands, highest first."""
+    """Expand each queue to its priority bands, highest first, read as JSON."""
+    bands = tuple(suffix for suffix in BAND_SUFFIXES if suffix)
     expanded = {}
     for queue in queues:
-        if queue.name.endswith(tuple(suffix for suffix in BAND_SUFFIXES if suffix)):
-            expanded.setdefault(queue.name, queue)
-            continue
-        for name in rq_queue_names(queue.name):
-            expanded.setdefault(
-                name,
-                queue
-                if name == queue.name
-                else type(queue)(
-                    name,
-                    connection=queue.connection,
-                    job_class=queue.job_class,
-                    serializer=queue.serializer,
-                ),
-            )
+        names = [queue.name] if queue.name.endswith(bands) else None
+        for name in names or rq_queue_names(queue.name):
+            expanded.setdefault(name, json_queue(queue, name))
     return list(expanded.values())
+
+
+def json_queue(queue, name):
+    """Return the RQ queue `name` like `queue`, reading jobs as JSON.
+
+    Our RQ jobs are JSON, never pickle: whoever can write to Redis must not
+    be able to run code on the workers by planting a pickled job.
+    """
+    return type(queue)(
+        name,
+        connection=queue.connection,
+        job_class=queue.job_class,
+        serializer=JSONSerializer,
+        death_penalty_class=JobsDeathPenalty,
+    )
 
 
 @cache
@@ -393,8 +511,11 @@ class JobsWorkerMixin:
     # (8 minutes), so once a second is plenty.
     heartbeat_every = 1.0
     heartbeat_sent = float("-inf")
+    death_penalty_class = JobsDeathPenalty
 
     def __init__(self, queues, *args, **kwargs):
+        # JSON, never pickle, whatever `--serializer` says (see `json_queue`).
+        kwargs["serializer"] = JSONSerializer
         super().__init__(with_bands(queues), *args, **kwargs)
         self.queue_class = recording(self.queue_class)
         # A work horse connects to Redis anew (RQ's clients are per process).
@@ -465,6 +586,15 @@ class JobsWorkerMixin:
         with self.redis_may_fail("RQ maintenance"):
             super().run_maintenance_tasks()
 
+    def abandon(self):
+        """Tidy up before the process ends at once (`Watchdog.expire`):
+        stop RQ's scheduler process and leave the worker registry."""
+        with suppress(Exception):  # best effort: the process ends anyway
+            if self.scheduler is not None:
+                self.stop_scheduler()
+        with suppress(DatabaseError):
+            heartbeat.unregister(worker_id())
+
     def execute_job(self, job, queue):
         # Stock RQ quits when Redis fails around a job (its bookkeeping, the
         # horse's heartbeats). The row holds the outcome, or the horse is
@@ -486,8 +616,7 @@ class JobsWorkerMixin:
         # RQ writes a job's heartbeat once more as it ends, a round trip of
         # its own. After a success of ours, the job hash RQ saves next
         # carries it.
-        ours = job.func_name == dispatch.RQ_FUNCTION
-        if not ours or job.get_status(refresh=False) == RQJobStatus.FAILED:
+        if not ours(job) or job.get_status(refresh=False) == RQJobStatus.FAILED:
             return super().handle_execution_ended(job, queue, heartbeat_ttl)
         job.ended_at = job.last_heartbeat = rq_now()
 
@@ -549,13 +678,56 @@ class JobsWorker(JobsWorkerMixin, Worker):
                 handed_over = hand_over = HandOver(claimed, report)
                 try:
                     super().execute_job(job, queue)
+                except ForkFailed as e:  # no work horse: not the job's fault
+                    self.fork_failed(job, queue, claimed, e.__cause__)
+                    return
                 finally:
                     handed_over = None
             hand_over.record()  # a success waits in `unrecorded`, still held
 
+    def fork_failed(self, job, queue, claimed, error):
+        """Give the claimed job back at once, its attempt not counted."""
+        self.log.error("could not fork a work horse for job %s: %s", claimed.pk, error)
+        with self.redis_may_fail("failing RQ job"):
+            self.handle_job_failure(job, queue, exc_string=f"fork failed: {error}")
+        execution.release([claimed])  # pushes it again
+        self.set_state(WorkerStatus.IDLE)
+
+    # RQ looks at its work horse every `job_monitoring_interval` (30 s) and
+    # kills it 60 s after its timeout. While one of our jobs with a timeout
+    # runs it looks every second, so that `maintain_heartbeats` ends a horse
+    # that outlived its timeout by JOB_TIMEOUT_GRACE_SECONDS: the hard limit.
+    def monitor_work_horse(self, job, queue):
+        interval = self.job_monitoring_interval
+        if handed_over is not None and job.timeout and job.timeout > 0:
+            self.job_monitoring_interval = 1
+        try:
+            super().monitor_work_horse(job, queue)
+        finally:
+            self.job_monitoring_interval = interval
+
+    def maintain_heartbeats(self, job):
+        hand_over = handed_over
+        grace = conf.get("JOB_TIMEOUT_GRACE_SECONDS")
+        timeout = job.timeout if job.timeout and job.timeout > 0 else None
+        overran = timeout and self.current_job_working_time > timeout + grace
+        if hand_over is None or not overran or hand_over.overran is not None:
+            return super().maintain_heartbeats(job)
+        self.log.warning(
+            "job %s ran %g s past its timeout of %d s; ending its work horse",
+            hand_over.job.pk,
+            grace,
+            timeout,
+        )
+        hand_over.overran = job.timeout  # recorded timed out once it is gone
+        self.kill_horse()
+
     def fork_work_horse(self, job, queue):
         with database_in_use:  # the horse releases its copy at once
-            super().fork_work_horse(job, queue)
+            try:
+                super().fork_work_horse(job, queue)
+            except OSError as e:  # out of memory or processes: no horse runs it
+                raise ForkFailed from e
 
     def main_work_horse(self, job, queue):
         database_in_use.release()
@@ -580,6 +752,18 @@ class JobsWorker(JobsWorkerMixin, Worker):
             connections.close_all()  # the work horse's own; it exits now
 
 
+class ForkFailed(Exception):  # noqa: N818 (it names what happened)
+    """No work horse was forked for the job (the OSError is its cause)."""
+
+
+def ours(job):
+    """Say whether `job` is an RQ job of ours (False: not, or unreadable)."""
+    try:
+        return job.func_name == dispatch.RQ_FUNCTION
+    except DeserializationError:  # not JSON: never unpickled, see `json_queue`
+        return False
+
+
 def rq_job_argument(job):
     """Return the job id an RQ job of ours carries, or None."""
     try:
@@ -591,9 +775,19 @@ def rq_job_argument(job):
 
 
 class JobsSimpleWorker(JobsWorkerMixin, SimpleWorker):
-    """RQ's non-forking worker: faster, jobs share the worker's process."""
+    """RQ's non-forking worker: faster, jobs share the worker's process.
+
+    A job that outlives its timeout and grace ends the process (`Watchdog`).
+    """
 
     connections_checked = 0.0
+
+    def work(self, *args, **kwargs):
+        watchdog.worker = self
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            watchdog.worker = None
 
     def perform_job(self, job, queue):
         try:

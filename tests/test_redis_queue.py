@@ -14,6 +14,7 @@ from django_rq import get_queue
 from rq.exceptions import StopRequested
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQJobStatus
+from rq.serializers import JSONSerializer
 from rq.suspension import suspend
 from rq.worker import WorkerStatus
 
@@ -74,11 +75,11 @@ class TestRedisQueue(BackendContract):
 
         client = redis_server.client()
         rq_jobs = [
-            RQJob.fetch(f"{result.id}-0", connection=client) for result in results
+            RQJob.fetch(f"{result.id}-0", connection=client, serializer=JSONSerializer)
+            for result in results
         ]
-        assert [rq_job.args for rq_job in rq_jobs] == [
-            (result.id,) for result in results
-        ]
+        # JSON: the arguments read back as a list.
+        assert [rq_job.args for rq_job in rq_jobs] == [[r.id] for r in results]
         assert [rq_job.description for rq_job in rq_jobs] == [
             f"{tasks.add.module_path} {result.id}" for result in results
         ]
@@ -135,7 +136,9 @@ def test_forking_rqworker__job_pushed_twice_runs_once_and_the_horse_skips_it_aft
     job.refresh_from_db()
     assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
     assert Run.objects.filter(key="forked-twice").count() == 1
-    rq_job = RQJob.fetch(f"{job.pk}-0", connection=redis_server.client())
+    rq_job = RQJob.fetch(
+        f"{job.pk}-0", connection=redis_server.client(), serializer=JSONSerializer
+    )
     results = [r.return_value for r in rq_job.results()]
     assert sorted(results) == ["skipped", "succeeded"]
 
@@ -155,7 +158,10 @@ def test_push__keeps_the_order_and_the_timeout_of_each_job(settings, redis_serve
     client = redis_server.client()
     ids = [f"{result.id}-0" for result in results]
     assert client.lrange("rq:queue:default", 0, -1) == [i.encode() for i in ids]
-    timeouts = [RQJob.fetch(i, connection=client).timeout for i in ids]
+    timeouts = [
+        RQJob.fetch(i, connection=client, serializer=JSONSerializer).timeout
+        for i in ids
+    ]
     assert timeouts == [-1, 1, -1]  # none, and 0.3 s rounded up
 
 
@@ -343,8 +349,12 @@ def test_rqworker__saves_the_last_heartbeat_of_a_success_with_its_outcome(
     client = redis_server.client()
     queue = get_queue("default")
     worker = JobsSimpleWorker([queue], connection=client)
-    ending = RQJob.fetch(f"{results[0].id}-0", connection=client)
-    failing = RQJob.fetch(f"{results[1].id}-0", connection=client)
+    ending = RQJob.fetch(
+        f"{results[0].id}-0", connection=client, serializer=JSONSerializer
+    )
+    failing = RQJob.fetch(
+        f"{results[1].id}-0", connection=client, serializer=JSONSerializer
+    )
     failing.set_status(RQJobStatus.FAILED)
     (before,) = calls(client, "hset")
 
@@ -355,7 +365,9 @@ def test_rqworker__saves_the_last_heartbeat_of_a_success_with_its_outcome(
     assert calls(client, "hset") == [before + 1]
 
     drain_rq()
-    rq_job = RQJob.fetch(f"{results[0].id}-0", connection=client)
+    rq_job = RQJob.fetch(
+        f"{results[0].id}-0", connection=client, serializer=JSONSerializer
+    )
     assert rq_job.get_status() == "finished"
     assert rq_job.last_heartbeat == rq_job.ended_at
     assert Job.objects.get(pk=results[0].id).return_value == 4
@@ -373,8 +385,10 @@ def test_rqworker__takes_each_job_from_the_first_band_holding_one_in_one_pop(
     bands = worker.queues
 
     lpop, lmpop = calls(client, "lpop", "lmpop")
+    dequeue = worker.queue_class.dequeue_any
     taken = [
-        worker.queue_class.dequeue_any(bands, None, connection=client) for _ in range(4)
+        dequeue(bands, None, connection=client, serializer=worker.serializer)
+        for _ in range(4)
     ]
 
     assert [job.args[0] for job, _ in taken[:3]] == [high.id, normal.id, low.id]

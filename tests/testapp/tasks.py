@@ -188,3 +188,47 @@ def stop_when_cancelled(context, seconds):
 def enqueue_follow_up(key):
     """Enqueue a job from inside a job, as a fan-out task does."""
     return record_run.enqueue(key).id
+
+
+@task
+def spin(seconds):
+    """Run Python for `seconds`; no timeout of its own (callers pass one)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+    return "not stopped"
+
+
+@task(timeout=1)
+def spin_catching_exceptions(seconds):
+    """Run Python for `seconds`, swallowing every Exception on the way."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            sum(range(100))
+        except Exception:  # noqa: S112 (the common habit this task stands for)
+            continue
+    return "not stopped"
+
+
+@task(timeout=1, max_attempts=1)
+def sleep_swallowing_everything(seconds):
+    """Block in C for `seconds`, swallowing even BaseExceptions."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(seconds)
+        except BaseException:  # noqa: S110 (what the hard limit is for)
+            pass
+    return "not stopped"
+
+
+@task(takes_context=True)
+def corrupt_report_on_first_attempt(context, key):
+    """In an RQ work horse, spoil the report to its worker on attempt 1."""
+    from jobs import redis_queue
+
+    if context.attempt == 1:
+        redis_queue.handed_over.report.write("{not json")
+        return
+    record(key, context.attempt)
