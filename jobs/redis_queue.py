@@ -35,7 +35,7 @@ from rq.worker import WorkerStatus
 from . import conf, dispatch, execution, heartbeat, maintenance
 from .conf import BAND_SUFFIXES, rq_queue_names
 from .exceptions import JobTimeout, TaskNotFound, WorkerLost
-from .models import Job, WorkerProcess
+from .models import DatabaseNow, Job, WorkerProcess
 
 logger = logging.getLogger("jobs.rq")
 
@@ -197,7 +197,7 @@ handed_over = None  # the HandOver of the work horse being forked, if any
 
 def skip(job_id):
     """Leave a job that is not claimable; push it again if it is only early."""
-    early = Job.objects.delayed().filter(pk=job_id).first()
+    early = Job.objects.delayed(DatabaseNow()).filter(pk=job_id).first()
     if early is not None:
         dispatch.push([early])
         logger.info("job %s is not due yet; scheduled again", job_id)
@@ -395,6 +395,7 @@ class Maintainer(threading.Thread):
         try:
             with database_in_use:
                 self._register()
+                maintenance.rescue_from_dead_neighbours(self.worker_id)
             while not self.stopped.wait(interval):
                 with database_in_use:  # also keeps a fork out of a DB call
                     self._turn()
@@ -692,6 +693,7 @@ class JobsWorker(JobsWorkerMixin, Worker):
             self.handle_job_failure(job, queue, exc_string=f"fork failed: {error}")
         execution.release([claimed])  # pushes it again
         self.set_state(WorkerStatus.IDLE)
+        time.sleep(1)  # forks that keep failing do not spin
 
     # RQ looks at its work horse every `job_monitoring_interval` (30 s) and
     # kills it 60 s after its timeout. While one of our jobs with a timeout
