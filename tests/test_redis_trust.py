@@ -34,7 +34,7 @@ def status_of(result):
 
 
 def test_per_call_timeout__bounds_the_run_on_rqworker(start_rqworker, redis_server):
-    result = tasks.spin.using(timeout=2, max_attempts=1).enqueue(120)
+    result = tasks.busy_python.using(timeout=2, max_attempts=1).enqueue(120)
     assert dispatch.pusher.flush(timeout=10)
     rq_job = RQJob.fetch(
         f"{result.id}-0", connection=redis_server.client(), serializer=JSONSerializer
@@ -51,8 +51,10 @@ def test_per_call_timeout__bounds_the_run_on_rqworker(start_rqworker, redis_serv
 
 @BOTH
 def test_timeout__is_not_swallowed_by_except_exception(start_rqworker, worker_class):
-    stuck = tasks.spin_catching_exceptions.using(max_attempts=1).enqueue(120)
-    behind = tasks.record_run.enqueue("behind the spinner")
+    stuck = tasks.catch_exception_for.using(timeout=1, max_attempts=1).enqueue(
+        "caught", 120
+    )
+    behind = tasks.record_run.enqueue("behind the loop")
 
     start_rqworker("--worker-class", worker_class)
 
@@ -64,7 +66,9 @@ def test_timeout__is_not_swallowed_by_except_exception(start_rqworker, worker_cl
 
 
 def test_forking_worker__ends_a_horse_that_swallows_its_timeout(start_rqworker):
-    stuck = tasks.sleep_swallowing_everything.enqueue(120)
+    stuck = tasks.swallow_everything_for.using(timeout=1, max_attempts=1).enqueue(
+        "swallowed", 120
+    )
     behind = tasks.record_run.enqueue("behind the sleeper")
     # A long lease and no maintenance: only the hard limit can end it.
     worker = start_rqworker(
@@ -87,7 +91,9 @@ def test_forking_worker__ends_a_horse_that_swallows_its_timeout(start_rqworker):
 
 
 def test_simple_worker__ends_its_process_at_the_hard_limit(start_rqworker):
-    stuck = tasks.sleep_swallowing_everything.enqueue(120)
+    stuck = tasks.swallow_everything_for.using(timeout=1, max_attempts=1).enqueue(
+        "swallowed", 120
+    )
     behind = tasks.record_run.enqueue("behind the sleeper")
     env = {
         "JOB_TIMEOUT_GRACE_SECONDS": "1",

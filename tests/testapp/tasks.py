@@ -190,39 +190,6 @@ def enqueue_follow_up(key):
     return record_run.enqueue(key).id
 
 
-@task
-def spin(seconds):
-    """Run Python for `seconds`; no timeout of its own (callers pass one)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        pass
-    return "not stopped"
-
-
-@task(timeout=1)
-def spin_catching_exceptions(seconds):
-    """Run Python for `seconds`, swallowing every Exception on the way."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            sum(range(100))
-        except Exception:  # noqa: S112 (the common habit this task stands for)
-            continue
-    return "not stopped"
-
-
-@task(timeout=1, max_attempts=1)
-def sleep_swallowing_everything(seconds):
-    """Block in C for `seconds`, swallowing even BaseExceptions."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            time.sleep(seconds)
-        except BaseException:  # noqa: S110 (what the hard limit is for)
-            pass
-    return "not stopped"
-
-
 @task(takes_context=True)
 def corrupt_report_on_first_attempt(context, key):
     """In an RQ work horse, spoil the report to its worker on attempt 1."""
