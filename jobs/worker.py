@@ -153,6 +153,7 @@ class Worker:
         self._thread_names = count(0)
         self._next_heartbeat = 0.0
         self._next_maintenance = 0.0
+        self.pace = None  # seconds a run takes, lately (None: none ran yet)
         self.threads = []  # the job threads serving the buffer
         self.abandoned = []  # job threads whose run the loop ended
         self.exit_code = 0
@@ -271,20 +272,21 @@ class Worker:
         return False
 
     def _claim(self):
-        """Claim a batch while a thread is free: free threads plus prefetch.
+        """Claim a batch: the free threads, plus jobs to start soon after.
 
         Claiming ahead (JOB_PREFETCH) means one claim statement serves many
-        short jobs. A worker whose threads are all busy claims nothing, and a
-        job claimed ahead that no thread took within JOB_PREFETCH_HOLD_SECONDS
-        goes back (`_release_held_too_long`), so a short job never waits
-        behind a busy worker while another is idle.
+        short jobs. A worker whose threads are all busy with long jobs claims
+        nothing (`_claim_ahead`), and a job claimed ahead that no thread took
+        within JOB_PREFETCH_HOLD_SECONDS goes back (`_release_held_too_long`),
+        so a short job never waits long behind a busy worker while another
+        is idle.
         """
         with self.available:
             free = self.concurrency - len(self.running)
             buffered = len(self.buffer)
-        if self.stopping or buffered >= free:
+        if self.stopping or buffered >= self.concurrency:
             return 0, 0
-        wanted = free + self.prefetch - buffered
+        wanted = free + self._claim_ahead(free) - buffered
         if self.max_jobs is not None:
             wanted = min(wanted, self.max_jobs - self.stats.claimed)
         if wanted <= 0:
@@ -298,6 +300,17 @@ class Worker:
             self.available.notify(len(jobs))
         self.stats.claimed += len(jobs)
         return len(jobs), wanted
+
+    def _claim_ahead(self, free):
+        """How many jobs to claim beyond the free threads: JOB_PREFETCH while
+        a thread is free; with none free, only as many as the busy threads
+        start within JOB_PREFETCH_HOLD_SECONDS at the pace of recent runs."""
+        if free > 0:
+            return self.prefetch
+        if self.pace is None:
+            return 0
+        soon = self.concurrency * conf.get("JOB_PREFETCH_HOLD_SECONDS") / self.pace
+        return min(self.prefetch, int(soon))
 
     def _release_buffer(self, claimed_by=None):
         """Release the claimed jobs no thread took (only those claimed by
@@ -384,6 +397,8 @@ class Worker:
         """
         with self.available:
             finished, self.finished = self.finished, []
+        for outcome in finished:
+            self._keep_pace(outcome.duration)
         self._unrecorded += finished
         if not self._unrecorded:
             return
@@ -394,6 +409,11 @@ class Worker:
         execution.finish(self._unrecorded)
         self.stats.finished += len(self._unrecorded)
         self._unrecorded = []
+
+    def _keep_pace(self, duration):
+        """Follow how long runs take (a moving average), for `_claim_ahead`."""
+        duration = max(duration, 1e-6)
+        self.pace = duration if self.pace is None else 0.8 * self.pace + 0.2 * duration
 
     def _running(self):
         """The runs the threads took and the loop has not collected, now."""
