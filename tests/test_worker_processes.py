@@ -130,8 +130,10 @@ def test_listen_notify__wakes_an_idle_worker_on_commit(postgres_only, start_work
 def test_sigterm__claimed_jobs_that_never_started_are_released_uncounted(
     start_worker,
 ):
-    results = [tasks.sleep_then_record.enqueue(f"queued-{i}", 1) for i in range(4)]
-    worker = start_worker("--concurrency", "1", env={"JOB_PREFETCH": "3"})
+    results = [tasks.sleep_then_record.enqueue(f"queued-{i}", 3) for i in range(4)]
+    # Held for a minute: only the SIGTERM can give the three back.
+    env = {"JOB_PREFETCH": "3", "JOB_PREFETCH_HOLD_SECONDS": "60"}
+    worker = start_worker("--concurrency", "1", env=env)
     wait_for(
         lambda: Job.objects.filter(status=JobStatus.RUNNING).count() == 4,
         message="one running and three claimed ahead",
