@@ -107,7 +107,7 @@ def test_redispatch__finds_a_lost_job_behind_any_number_of_queued_ones(
 @pytest.mark.django_db(transaction=True)
 def test_busy_worker__gives_back_the_jobs_it_claimed_ahead(start_worker):
     with transaction.atomic():
-        long = tasks.sleep_then_record.enqueue("long", 10)
+        long = tasks.sleep_then_record.enqueue("long", 60)
         short = [tasks.record_run.enqueue(f"short-{i}") for i in range(5)]
     busy = start_worker("--concurrency", "1")
     wait_for(lambda: job_of(long).status == JobStatus.RUNNING, message="long job")
