@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from jobs.conf import DEFAULTS as JOB_DEFAULTS
 from jobs.conf import rq_queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -167,37 +168,11 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # With REDIS_URL set, each queue is pushed to RQ in three priority bands.
 RQ_QUEUES = rq_queues(REDIS_URL, JOB_QUEUES) if REDIS_URL else {}
 RQ = {"WORKER_CLASS": "jobs.redis_queue.JobsWorker"}
-JOB_CONCURRENCY = env_int("JOB_CONCURRENCY", 5)
-JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
-JOB_CLEANUP_AGE = env_int("JOB_CLEANUP_AGE", 86_400_000)  # milliseconds
-JOB_FAILED_CLEANUP_AGE = env_int("JOB_FAILED_CLEANUP_AGE", 604_800_000)  # ms
-JOB_BACKOFF_BASE_SECONDS = env_float("JOB_BACKOFF_BASE_SECONDS", 1.0)
-JOB_BACKOFF_MAX_SECONDS = env_float("JOB_BACKOFF_MAX_SECONDS", 3600.0)
-JOB_LEASE_SECONDS = env_float("JOB_LEASE_SECONDS", 60.0)
-JOB_TIMEOUT_GRACE_SECONDS = env_float("JOB_TIMEOUT_GRACE_SECONDS", 5.0)
-JOB_POLL_SECONDS = env_float("JOB_POLL_SECONDS", 1.0)
-JOB_PREFETCH = env_int("JOB_PREFETCH", 20)
-JOB_PREFETCH_HOLD_SECONDS = env_float("JOB_PREFETCH_HOLD_SECONDS", 1.0)
-JOB_ACK_BATCH = env_int("JOB_ACK_BATCH", 50)
-JOB_ACK_SECONDS = env_float("JOB_ACK_SECONDS", 0.005)
-JOB_MAINTENANCE_SECONDS = env_float("JOB_MAINTENANCE_SECONDS", 10.0)
-JOB_REDISPATCH_GRACE_SECONDS = env_float("JOB_REDISPATCH_GRACE_SECONDS", 15.0)
-JOB_REDIS_RETRY_SECONDS = env_float("JOB_REDIS_RETRY_SECONDS", 5.0)
-JOB_REDIS_PUSH_IN_BACKGROUND = env_bool("JOB_REDIS_PUSH_IN_BACKGROUND", True)
-JOB_RQ_RESULT_TTL = env_int("JOB_RQ_RESULT_TTL", 60)
-JOB_PREPARED_STATEMENTS = env_bool("JOB_PREPARED_STATEMENTS", True)
-# Off: enqueue refuses with JobQueueDisabled and /health says jobs are disabled.
-JOB_QUEUE_ENABLED = env_bool("JOB_QUEUE_ENABLED", True)
-# /health: when the queue counts as degraded, and how long its numbers are reused.
-JOB_HEALTH_MAX_WAITING = env_int("JOB_HEALTH_MAX_WAITING", 1000)
-JOB_HEALTH_MAX_WAIT_SECONDS = env_float("JOB_HEALTH_MAX_WAIT_SECONDS", 300.0)
-JOB_HEALTH_MAX_FAILURE_RATE = env_float("JOB_HEALTH_MAX_FAILURE_RATE", 0.2)
-JOB_HEALTH_FAILURE_WINDOW_SECONDS = env_float(
-    "JOB_HEALTH_FAILURE_WINDOW_SECONDS", 900.0
-)
-JOB_HEALTH_MIN_FAILURE_SAMPLE = env_int("JOB_HEALTH_MIN_FAILURE_SAMPLE", 20)
-JOB_HEALTH_CACHE_SECONDS = env_float("JOB_HEALTH_CACHE_SECONDS", 5.0)
-JOB_HEALTH_EXACT_COUNT = env_int("JOB_HEALTH_EXACT_COUNT", 10_000)
+# Every other JOB_* setting has its default in one table, jobs.conf.DEFAULTS;
+# the environment overrides it, read as the default's type.
+_readers = {bool: env_bool, int: env_int, float: env_float}
+for _name, _default in JOB_DEFAULTS.items():
+    globals()[_name] = _readers[type(_default)](_name, _default)
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")

@@ -13,6 +13,7 @@ from django.core.management import get_commands
 from django.urls import resolve
 
 from bench.services import free_port
+from jobs.conf import DEFAULTS
 
 from .helpers import ROOT, database_url, wait_for
 
@@ -165,3 +166,28 @@ def fetch(url):
         return urllib.request.urlopen(url, timeout=2)  # noqa: S310 (our own server)
     except OSError:
         return None
+
+
+def test_settings__every_job_setting_is_read_from_the_environment_and_documented():
+    # One table of defaults (jobs.conf.DEFAULTS); the environment overrides
+    # each entry, read as its default's type.
+    env = {
+        name: "0" if isinstance(default, bool) else "7"
+        for name, default in DEFAULTS.items()
+    }
+    show = (
+        "import json; from django.conf import settings; "
+        "from jobs.conf import DEFAULTS; "
+        "print(json.dumps({name: getattr(settings, name) for name in DEFAULTS}))"
+    )
+
+    result = manage("shell", "-c", show, env=env)
+
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout.splitlines()[-1])
+    for name, default in DEFAULTS.items():
+        expected = False if isinstance(default, bool) else type(default)(7)
+        assert (name, values[name]) == (name, expected)
+        assert type(values[name]) is type(default), name
+    readme = (ROOT / "README.md").read_text()
+    assert [name for name in DEFAULTS if f"`{name}`" not in readme] == []
