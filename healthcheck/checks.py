@@ -21,9 +21,8 @@ from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from jobs import conf, dispatch
-from jobs.models import Job, WorkerProcess
+from jobs.models import BUCKETS, Job, WorkerProcess
 
-COUNTS = ("waiting", "active", "completed", "failed", "delayed", "cancelled")
 CACHE_KEY = "healthcheck:queue-snapshot"
 
 
@@ -99,7 +98,7 @@ class Queue(Check):
         enabled = conf.get("JOB_QUEUE_ENABLED")
         self.details = {"enabled": enabled, "backend": backend}
         if not enabled:
-            self.details.update(dict.fromkeys(COUNTS, 0), workers=0)
+            self.details.update(dict.fromkeys(BUCKETS, 0), workers=0)
             self.message = "Background jobs are disabled (JOB_QUEUE_ENABLED is off)."
             return
         load_backend()

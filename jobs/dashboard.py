@@ -3,23 +3,14 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from .models import Job, JobStatus, WorkerProcess
+from .models import BUCKETS, Job, JobStatus, WorkerProcess, bucket_filters
 
 CHART_MINUTES = 60
 CHART_WIDTH, CHART_HEIGHT = 600, 160
-# What each dashboard column counts; every state lands in one of them.
-BUCKETS = {
-    "waiting": lambda now: Q(status=JobStatus.READY, run_after__lte=now),
-    "delayed": lambda now: Q(status=JobStatus.READY, run_after__gt=now),
-    "active": lambda now: Q(status=JobStatus.RUNNING),
-    "completed": lambda now: Q(status=JobStatus.SUCCESSFUL),
-    "failed": lambda now: Q(status=JobStatus.FAILED),
-    "cancelled": lambda now: Q(status=JobStatus.CANCELLED),
-}
 
 
 def snapshot(now=None):
@@ -39,7 +30,12 @@ def queue_rows(now):
     counts = {
         row["queue_name"]: row
         for row in Job.objects.values("queue_name")
-        .annotate(**{name: Count("pk", filter=q(now)) for name, q in BUCKETS.items()})
+        .annotate(
+            **{
+                name: Count("pk", filter=condition)
+                for name, condition in bucket_filters(now).items()
+            }
+        )
         .order_by()
     }
     names = sorted({*getattr(settings, "JOB_QUEUES", ["default"]), *counts})

@@ -31,11 +31,24 @@ class JobStatus(models.TextChoices):
 
 
 FINISHED_STATUSES = (JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED)
-FINISHED_BUCKETS = (
-    ("completed", JobStatus.SUCCESSFUL),
-    ("failed", JobStatus.FAILED),
-    ("cancelled", JobStatus.CANCELLED),
-)
+
+
+def bucket_filters(now):
+    """What each bucket of the queue counts, as of `now`, in the order people
+    read them (dashboard, `/health`); every state lands in exactly one."""
+    return {
+        "waiting": Q(status=JobStatus.READY, run_after__lte=now),
+        "delayed": Q(status=JobStatus.READY, run_after__gt=now),
+        "active": Q(status=JobStatus.RUNNING),
+        "completed": Q(status=JobStatus.SUCCESSFUL),
+        "failed": Q(status=JobStatus.FAILED),
+        "cancelled": Q(status=JobStatus.CANCELLED),
+    }
+
+
+BUCKETS = tuple(bucket_filters(None))
+# Buckets of finished jobs, which grow to millions of rows.
+FINISHED_BUCKETS = ("completed", "failed", "cancelled")
 
 
 class DatabaseNow(Now):
@@ -131,16 +144,14 @@ class JobQuerySet(models.QuerySet):
         grow to millions of rows, are counted exactly up to `exact_up_to`
         rows and estimated by the query planner beyond; `estimated` names them.
         """
-        now = now or timezone.now()
-        counts = {
-            "waiting": self.due(now).count(),
-            "delayed": self.delayed(now).count(),
-            "active": self.filter(status=JobStatus.RUNNING).count(),
-            "estimated": [],
-        }
-        for key, status in FINISHED_BUCKETS:
-            finished = self.filter(status=status)
-            counts[key], estimated = finished.count_or_estimate(exact_up_to)
+        counts = {"estimated": []}
+        for key, condition in bucket_filters(now or timezone.now()).items():
+            if key not in FINISHED_BUCKETS:
+                counts[key] = self.filter(condition).count()
+                continue
+            counts[key], estimated = self.filter(condition).count_or_estimate(
+                exact_up_to
+            )
             if estimated:
                 counts["estimated"].append(key)
         return counts

@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs.exceptions import JobQueueDisabled
-from jobs.models import Job, JobStatus, WorkerProcess
+from jobs.models import BUCKETS, Job, JobStatus, WorkerProcess, bucket_filters
 from tests.testapp import tasks
 
 from .helpers import ROOT, database_url, in_the_past, make_job
@@ -310,3 +310,18 @@ def test_stats__finished_counts_past_the_cap_are_estimated_on_postgresql():
         assert counts["completed"] >= 10  # the planner's guess, never below the cap
     else:  # SQLite has no estimate to offer: it counts
         assert (counts["completed"], counts["estimated"]) == (30, [])
+
+
+def test_buckets__every_state_lands_in_exactly_one():
+    now = timezone.now()
+    jobs = [make_job(status=status) for status in JobStatus.values]
+    jobs.append(make_job(run_after=now + timedelta(hours=1)))  # delayed
+
+    for job in jobs:
+        matching = [
+            name
+            for name, condition in bucket_filters(now).items()
+            if Job.objects.filter(condition, pk=job.pk).exists()
+        ]
+        assert len(matching) == 1, (job.status, matching)
+    assert set(Job.objects.stats(now)) == {*BUCKETS, "estimated"}
