@@ -41,12 +41,11 @@ from bench.services import (  # noqa: E402
     BASELINE_PACKAGES,
     ROOT,
     Postgres,
-    PrivateRedis,
     Process,
     ensure_baseline_venv,
-    wait_for,
 )
 from bench.systems import DjangoTasksDB, Ours, RawRQ  # noqa: E402
+from tests.services import PrivateRedis, wait_for  # noqa: E402
 
 TASKS = ("noop", "sleep10ms")
 PAGES = ("health", "health_uncached", "admin_jobs")

@@ -1,5 +1,6 @@
-"""What the benchmark runs against: scratch databases, a private Redis,
-the baselines' virtualenv and worker processes.
+"""What the benchmark runs against: scratch databases, the baselines'
+virtualenv and worker processes (its private Redis is the tests', from
+`tests.services`).
 
 Nothing here touches a database it did not create or the Redis on 6379.
 """
@@ -7,7 +8,6 @@ Nothing here touches a database it did not create or the Redis on 6379.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +16,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import psycopg
-import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE_VENV = ROOT / "bench" / ".venv-baselines"
@@ -32,22 +31,6 @@ BASELINE_PACKAGES = [
     # The same Redis client stack as ours: hiredis packs and parses in C.
     f"hiredis=={version('hiredis')}",
 ]
-
-
-def wait_for(predicate, timeout, message, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:g}s waiting for {message}")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- PostgreSQL -----------------------------------------------------------
@@ -76,45 +59,6 @@ class Postgres:
 
     def connect(self, name):
         return psycopg.connect(self.database_url(name), autocommit=True)
-
-
-# --- Redis ----------------------------------------------------------------
-
-
-class PrivateRedis:
-    """A redis-server of the benchmark's own on a spare port."""
-
-    def __init__(self, directory):
-        self.port = free_port()
-        self.directory = directory
-        self.process = None
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self):
-        return redis.Redis(port=self.port, socket_connect_timeout=1)
-
-    def start(self):
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        wait_for(self._answers, 10, "redis-server to start")
-
-    def _answers(self):
-        try:
-            return self.client().ping()
-        except redis.ConnectionError:
-            return False
-
-    def flush(self):
-        self.client().flushall()
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
 
 # --- The baselines' virtualenv ---------------------------------------------

@@ -3,10 +3,10 @@ import os
 import pytest
 from django.db import connection
 
-from bench.services import PrivateRedis
 from jobs.conf import rq_queues
 
 from .helpers import FAST_SETTINGS, ROOT, CommandProcess
+from .services import PrivateRedis
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -12,10 +12,11 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from bench import services
 from jobs import dispatch
 from jobs.models import Job
 from jobs.worker import Worker
+
+from . import services
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bench.services import free_port
-
 from .helpers import ROOT, command_environment, wait_for
+from .services import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 JOBS = 300

@@ -12,10 +12,10 @@ import yaml
 from django.core.management import get_commands
 from django.urls import resolve
 
-from bench.services import free_port
 from jobs.conf import DEFAULTS
 
 from .helpers import ROOT, database_url, wait_for
+from .services import free_port
 
 PRODUCTION_ENV = {
     "DJANGO_ENV": "production",

@@ -6,12 +6,12 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from bench.services import free_port
 from jobs.models import Job, JobStatus, WorkerProcess
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
 from .helpers import claimed_since, database_clock, listening_since, wait_for
+from .services import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
