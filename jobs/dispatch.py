@@ -32,6 +32,8 @@ from rq.serializers import JSONSerializer
 
 from . import conf, postgres
 from .conf import rq_queue_names
+from .core.tasks import resolve_task
+from .exceptions import TaskNotFound
 from .models import Job
 
 logger = logging.getLogger("jobs.dispatch")
@@ -236,9 +238,6 @@ def rq_timeout(job):
     """
     timeout = job.timeout
     if timeout is None:
-        from .backend import resolve_task  # backend imports this module
-        from .exceptions import TaskNotFound
-
         try:
             timeout = getattr(resolve_task(job.task_path), "timeout", None)
         except TaskNotFound:

@@ -32,15 +32,14 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce
-from django.tasks import TaskContext
+from django.tasks import TaskContext, task_backends
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.json import normalize_json
 
 from . import conf, dispatch, postgres
-from .backend import (
-    JobsBackend,
+from .core.tasks import (
     bind_task,
     resolve_task,
     task_result,
@@ -511,7 +510,7 @@ def run(job, backend_alias="default", guard=None):
     outcome = Outcome(job=job)
     try:
         describe(outcome, backend_alias)
-        task_started.send(sender=JobsBackend, task_result=outcome.result)
+        task_started.send(sender=sender(outcome.result), task_result=outcome.result)
         log_event("started", job, level=logging.DEBUG)
         with guard(outcome.task) if guard else nullcontext():
             value = call_task(outcome.task, outcome.result, job)
@@ -614,10 +613,16 @@ def announce(outcome, event):
     log_event(event, job, level=level, **extra)
     if outcome.result is not None:
         result = update_task_result(outcome.result, job)
-        task_finished.send(sender=JobsBackend, task_result=result)
+        task_finished.send(sender=sender(result), task_result=result)
 
 
-# --- Helpers --------------------------------------------------------------
+# --- Helpers ---
+
+
+def sender(result):
+    """The backend class Django's task signals name as their sender, as the
+    backend itself does (`type(self)`), found by the result's alias."""
+    return type(task_backends[result.backend])
 
 
 def error_entry(job, exception, tb):

@@ -17,7 +17,7 @@ from django.tasks.signals import task_enqueued
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs.backend import PUBLIC_STATUS
+from jobs.core.tasks import PUBLIC_STATUS
 from jobs.exceptions import InvalidTaskArguments
 from jobs.models import Job, JobStatus
 from tests.testapp import tasks

@@ -1,0 +1,1 @@
+"""The job system's core: what every worker kind and edge builds on."""

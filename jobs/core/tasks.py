@@ -1,0 +1,188 @@
+"""Our Task class, and Django's TaskResult for a job row.
+
+The row is the truth: a worker rebuilds the task a row was enqueued with
+(`bind_task`), and callers read a row as Django's TaskResult (`task_result`).
+"""
+
+from dataclasses import dataclass, fields, replace
+
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.base import TaskError
+from django.utils.module_loading import import_string
+
+from ..exceptions import TaskNotFound
+from ..models import JobStatus
+
+# Django's TaskResult knows four states; a cancelled job is finished and did
+# not succeed, so callers see it as FAILED (the row keeps CANCELLED).
+PUBLIC_STATUS = {
+    JobStatus.READY: TaskResultStatus.READY,
+    JobStatus.RUNNING: TaskResultStatus.RUNNING,
+    JobStatus.SUCCESSFUL: TaskResultStatus.SUCCESSFUL,
+    JobStatus.FAILED: TaskResultStatus.FAILED,
+    JobStatus.CANCELLED: TaskResultStatus.FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobTask(Task):
+    """A task with our per-task options, accepted by `@task(...)`."""
+
+    max_attempts: int | None = None  # None: JOB_MAX_ATTEMPTS
+    backoff_base: float | None = None  # seconds; None: JOB_BACKOFF_BASE_SECONDS
+    timeout: float | None = None  # seconds a run may take; None: no limit
+
+    def using(self, *, max_attempts=None, backoff_base=None, timeout=None, **kwargs):
+        """Create a new task with modified defaults, our options included."""
+        # Zero-argument super() does not work in a slotted dataclass.
+        task = Task.using(self, **kwargs)
+        options = {
+            "max_attempts": max_attempts,
+            "backoff_base": backoff_base,
+            "timeout": timeout,
+        }
+        changes = {name: value for name, value in options.items() if value is not None}
+        return replace(task, **changes) if changes else task
+
+    def enqueue_many(self, calls):
+        """Enqueue one job per `(args, kwargs)` pair in `calls`, in bulk."""
+        return self.get_backend().enqueue_many(self, calls)
+
+
+def _missing_task(*args, **kwargs):
+    raise TaskNotFound("The job's task path no longer imports to a task.")
+
+
+# Stands in for a task whose path no longer imports, so its rows stay readable.
+MISSING_TASK = object.__new__(JobTask)
+for _field in fields(JobTask):
+    object.__setattr__(MISSING_TASK, _field.name, _field.default)
+object.__setattr__(MISSING_TASK, "func", _missing_task)
+
+
+def _copy_task(task, **changes):
+    """Copy a task without validating it again (it was valid at enqueue)."""
+    clone = object.__new__(type(task))
+    for field in fields(task):
+        value = changes.get(field.name, getattr(task, field.name))
+        object.__setattr__(clone, field.name, value)
+    return clone
+
+
+def resolve_task(task_path):
+    """Import the task at `task_path`, or raise TaskNotFound saying why."""
+    try:
+        task = import_string(task_path)
+    except ImportError as e:
+        raise TaskNotFound(f"Task {task_path!r} cannot be imported: {e}") from e
+    if not isinstance(task, Task):
+        raise TaskNotFound(f"{task_path!r} is not a task (decorate it with @task).")
+    return task
+
+
+def bind_task(task, job, backend_alias):
+    """Return `task` with the options the job row was enqueued with.
+
+    The row is the truth: a `.using(timeout=...)` of the caller holds for
+    every worker. A row stored before it kept these options (None) keeps the
+    task's own.
+    """
+    deferred = job.run_after if job.run_after != job.enqueued_at else None
+    options = {
+        name: getattr(job, name)
+        for name in ROW_OPTIONS
+        if getattr(job, name, None) is not None
+    }
+    return _copy_task(
+        task,
+        priority=job.priority,
+        queue_name=job.queue_name,
+        run_after=deferred,
+        backend=backend_alias,
+        **options,
+    )
+
+
+# JobTask options each job row stores (the rest of `JobTask` is Django's own).
+ROW_OPTIONS = ("max_attempts", "timeout", "backoff_base")
+
+
+def task_for_job(job, backend_alias):
+    """Return the task of a job row, even when its path no longer imports."""
+    try:
+        task = resolve_task(job.task_path)
+    except TaskNotFound:
+        task = MISSING_TASK
+    return bind_task(task, job, backend_alias)
+
+
+def task_result(job, backend_alias, task=None):
+    """Build Django's TaskResult for a job row."""
+    result = TaskResult(
+        task=task or task_for_job(job, backend_alias),
+        id=str(job.id),
+        status=PUBLIC_STATUS[job.status],
+        enqueued_at=job.enqueued_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        last_attempted_at=job.last_attempted_at,
+        args=job.args,
+        kwargs=job.kwargs,
+        backend=backend_alias,
+        errors=task_errors(job),
+        worker_ids=list(job.worker_ids),
+    )
+    object.__setattr__(result, "_return_value", job.return_value)
+    return result
+
+
+def new_task_result(job, backend_alias, task):
+    """Build the TaskResult of a job just enqueued, fast: `task_result`
+    without the dataclass's checks, as its arguments are JSON already."""
+    result = object.__new__(TaskResult)
+    for name, value in (
+        ("task", task),
+        ("id", str(job.id)),
+        ("status", TaskResultStatus.READY),
+        ("enqueued_at", job.enqueued_at),
+        ("started_at", None),
+        ("finished_at", None),
+        ("last_attempted_at", None),
+        ("args", list(job.args)),
+        ("kwargs", dict(job.kwargs)),
+        ("backend", backend_alias),
+        ("errors", []),
+        ("worker_ids", []),
+        ("_return_value", None),
+    ):
+        object.__setattr__(result, name, value)
+    return result
+
+
+def update_task_result(result, job):
+    """Bring a TaskResult up to date with its row, as `TaskResult.refresh()`
+    does, without rebuilding it (its task and arguments do not change)."""
+    changes = {
+        "status": PUBLIC_STATUS[job.status],
+        "enqueued_at": job.enqueued_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "last_attempted_at": job.last_attempted_at,
+        "errors": task_errors(job),
+        "worker_ids": list(job.worker_ids),
+        "_return_value": job.return_value,
+    }
+    for name, value in changes.items():
+        object.__setattr__(result, name, value)
+    return result
+
+
+def task_errors(job):
+    """Return Django's TaskErrors for the errors recorded on a job row."""
+    return [
+        TaskError(
+            exception_class_path=error["exception_class_path"],
+            traceback=error["traceback"],
+        )
+        for error in job.errors
+    ]
