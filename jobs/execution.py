@@ -45,7 +45,7 @@ from .core.tasks import (
     task_result,
     update_task_result,
 )
-from .exceptions import JobCancelled, JobTimeout, TaskNotFound, WorkerLost
+from .exceptions import JobCancelled, JobTimeout, TaskNotFound
 from .log import log_event
 from .models import DatabaseNow, Job, JobStatus, JSONAppend, JSONPopLast
 from .retry import RetryPolicy, decide
@@ -399,33 +399,6 @@ def cancel_is_requested(job):
     return Job.objects.filter(
         pk=job.pk, lease_token=job.lease_token, cancel_requested=True
     ).exists()
-
-
-def rescue_stalled(limit=100):
-    """Put back RUNNING jobs whose lease expired: their worker is gone.
-
-    The select only finds candidates; each is moved by a statement that
-    checks again that its lease (same token) has expired, on the database's
-    clock, so a renewal landing in between keeps the job with its worker.
-    """
-    stalled = list(Job.objects.stalled(DatabaseNow()).order_by()[:limit])
-    error = WorkerLost("The worker running this job stopped renewing its lease.")
-    rescued = put_back(stalled, error, give_up_when_exhausted=True, expired_only=True)
-    for job in rescued:
-        log_event("rescued", job, level=logging.WARNING, outcome=job.status)
-    return rescued
-
-
-def rescue_held_by(worker_id):
-    """Put back the RUNNING jobs of `worker_id`, whose process is gone."""
-    mine = Job.objects.filter(
-        status=JobStatus.RUNNING, lease_token__startswith=f"{worker_id}:"
-    )
-    error = WorkerLost("The worker running this job died: its process is gone.")
-    rescued = put_back(list(mine), error, give_up_when_exhausted=True)
-    for job in rescued:
-        log_event("rescued", job, level=logging.WARNING, outcome=job.status)
-    return rescued
 
 
 # --- Running --------------------------------------------------------------

@@ -35,6 +35,7 @@ from rq.worker import WorkerStatus
 from . import conf, dispatch, execution, heartbeat, maintenance
 from .conf import BAND_SUFFIXES, rq_queue_names
 from .exceptions import JobTimeout, TaskNotFound, WorkerLost
+from .maintenance.rescue import rescue_from_dead_neighbours
 from .models import DatabaseNow, Job, WorkerProcess
 
 logger = logging.getLogger("jobs.rq")
@@ -395,7 +396,7 @@ class Maintainer(threading.Thread):
         try:
             with database_in_use:
                 self._register()
-                maintenance.rescue_from_dead_neighbours(self.worker_id)
+                rescue_from_dead_neighbours(self.worker_id)
             while not self.stopped.wait(interval):
                 with database_in_use:  # also keeps a fork out of a DB call
                     self._turn()

@@ -29,6 +29,7 @@ from django.utils import timezone
 from . import conf, execution, heartbeat, maintenance
 from .dispatch import CHANNEL
 from .exceptions import JobTimeout, TaskNotFound, WorkerInterrupted
+from .maintenance.rescue import rescue_from_dead_neighbours
 from .models import Job, WorkerProcess
 
 logger = logging.getLogger("jobs.worker")
@@ -176,7 +177,7 @@ class Worker:
         for _ in range(self.concurrency):
             self._start_thread()
         self._register()
-        maintenance.rescue_from_dead_neighbours(self.worker_id)
+        rescue_from_dead_neighbours(self.worker_id)
         try:
             self._loop()
         finally:

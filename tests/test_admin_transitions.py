@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from jobs import execution
+from jobs.maintenance import rescue
 from jobs.models import Job, JobStatus
 
 from .helpers import make_job, run_worker
@@ -164,7 +165,7 @@ def test_cancel__rescued_job_that_was_asked_to_stop_ends_cancelled():
     execution.cancel_jobs([job])
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
 
-    execution.rescue_stalled()
+    rescue.rescue_stalled()
 
     assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
 

@@ -5,7 +5,8 @@ import pytest
 from django.db import DatabaseError, transaction
 from django.tasks.signals import task_finished
 
-from jobs import dispatch, execution, maintenance
+from jobs import dispatch, execution
+from jobs.maintenance import redispatch
 from jobs.models import Job, JobStatus
 from tests.testapp import tasks
 from tests.testapp.models import Run
@@ -98,7 +99,7 @@ def test_redispatch__finds_a_lost_job_behind_any_number_of_queued_ones(
     client.delete(f"rq:job:{lost.id}-0")  # as a flush loses it
     settings.JOB_REDISPATCH_GRACE_SECONDS = 0
 
-    found = maintenance.redispatch()
+    found = redispatch.redispatch()
 
     assert [str(job.pk) for job in found] == [lost.id]
     assert client.llen("rq:queue:default") == len(queued) + 1

@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import execution, heartbeat, maintenance, postgres
+from jobs.maintenance import leader, registry, rescue
 from jobs.models import Job, JobStatus, Lease, WorkerProcess
 
 from .helpers import in_the_past, make_job
@@ -30,7 +31,7 @@ def running_job(**fields):
 def test_rescue__puts_a_stalled_job_back_with_a_worker_lost_error():
     job = running_job()
 
-    execution.rescue_stalled()
+    rescue.rescue_stalled()
 
     job.refresh_from_db()
     assert job.status == JobStatus.READY
@@ -44,7 +45,7 @@ def test_rescue__puts_a_stalled_job_back_with_a_worker_lost_error():
 def test_rescue__fails_a_stalled_job_with_no_attempts_left():
     job = running_job(attempts=3, max_attempts=3)
 
-    execution.rescue_stalled()
+    rescue.rescue_stalled()
 
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
@@ -54,7 +55,7 @@ def test_rescue__fails_a_stalled_job_with_no_attempts_left():
 def test_rescue__leaves_jobs_with_a_live_lease_alone():
     job = running_job(lease_expires_at=timezone.now() + timedelta(seconds=30))
 
-    assert execution.rescue_stalled() == []
+    assert rescue.rescue_stalled() == []
 
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING
@@ -292,19 +293,19 @@ def test_record_successes__skips_the_wal_flush_of_its_own_transaction_only(
 
 
 def test_lease__one_holder_at_a_time_until_it_expires():
-    assert maintenance.acquire_lease("duty", "a", 60)
-    assert not maintenance.acquire_lease("duty", "b", 60)
-    assert maintenance.acquire_lease("duty", "a", 60)  # renewing is fine
+    assert leader.acquire_lease("duty", "a", 60)
+    assert not leader.acquire_lease("duty", "b", 60)
+    assert leader.acquire_lease("duty", "a", 60)  # renewing is fine
 
     Lease.objects.filter(name="duty").update(expires_at=in_the_past())
 
-    assert maintenance.acquire_lease("duty", "b", 60)
+    assert leader.acquire_lease("duty", "b", 60)
     assert Lease.objects.get(name="duty").holder == "b"
 
 
 def test_run_due_duties__only_the_lease_holder_rescues():
     job = running_job()
-    assert maintenance.acquire_lease(maintenance.LEASE_NAME, "other-worker", 60)
+    assert leader.acquire_lease(leader.MAINTENANCE, "other-worker", 60)
 
     assert not maintenance.run_due_duties("this-worker")
     job.refresh_from_db()
@@ -331,7 +332,7 @@ def test_worker_registry__register_beat_forget():
 
     assert heartbeat.beat("w:1:a") == 1
     assert list(WorkerProcess.objects.alive().values_list("id", flat=True)) == ["w:1:a"]
-    maintenance.forget_dead_workers()
+    registry.forget_dead_workers()
     assert list(WorkerProcess.objects.values_list("id", flat=True)) == ["w:1:a"]
     heartbeat.unregister("w:1:a")
     assert heartbeat.beat("w:1:a") == 0

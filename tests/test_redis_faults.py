@@ -12,7 +12,8 @@ from django.db import transaction
 from django.utils import timezone
 from rq.job import Job as RQJob
 
-from jobs import dispatch, maintenance
+from jobs import dispatch
+from jobs.maintenance import redispatch
 from jobs.models import Job, JobStatus
 from tests.testapp import tasks
 from tests.testapp.models import Run
@@ -93,7 +94,7 @@ def test_rq_job_ended_without_running_its_row__row_is_pushed_again(
     RQJob.fetch(f"{ended.id}-0", connection=client).set_status("failed")
     settings.JOB_REDISPATCH_GRACE_SECONDS = 0
 
-    lost = maintenance.redispatch()
+    lost = redispatch.redispatch()
 
     assert [str(job.pk) for job in lost] == [ended.id]
     queue = client.lrange("rq:queue:default", 0, -1)

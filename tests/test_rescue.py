@@ -14,6 +14,7 @@ import pytest
 from django.utils import timezone
 
 from jobs import execution
+from jobs.maintenance import rescue
 from jobs.models import Job, JobQuerySet, JobStatus, WorkerProcess
 from tests.testapp import tasks
 from tests.testapp.models import Run
@@ -42,7 +43,7 @@ def test_rescue__keeps_a_job_whose_lease_was_renewed_after_the_rescuer_looked(
 
     monkeypatch.setattr(JobQuerySet, "stalled", stalled_then_renewed)
 
-    assert execution.rescue_stalled() == []
+    assert rescue.rescue_stalled() == []
 
     job.refresh_from_db()
     assert (job.status, job.lease_token, job.errors) == (JobStatus.RUNNING, "w:1", [])

@@ -8,7 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs import execution, maintenance
+from jobs import execution
+from jobs.maintenance import prune as pruning
 from jobs.models import Job, JobStatus
 
 from .helpers import make_job
@@ -42,7 +43,7 @@ def remaining():
 
 
 def test_prune__deletes_old_finished_and_keeps_failed_for_their_retention(rows):
-    assert maintenance.prune() == 3
+    assert pruning.prune() == 3
 
     kept = {rows[name].pk for name in ("fresh_success", "failed_this_week")}
     kept |= {rows[name].pk for name in ("old_but_ready", "running")}
@@ -54,7 +55,7 @@ def test_prune__works_in_small_batches(rows):
         finished(JobStatus.SUCCESSFUL, 3 * DAY)
 
     with CaptureQueriesContext(connection) as queries:
-        assert maintenance.prune(batch_size=4) == 10
+        assert pruning.prune(batch_size=4) == 10
 
     deletes = [
         q["sql"] for q in queries.captured_queries if q["sql"].startswith("DELETE")
@@ -83,15 +84,15 @@ def test_prune__keeps_a_job_an_admin_retried_after_the_ids_were_read(rows, monke
     old.status = JobStatus.FAILED  # failed long enough ago to be pruned
     old.finished_at = timezone.now() - 8 * DAY
     old.save()
-    delete_prunable = maintenance.delete_prunable
+    delete_prunable = pruning.delete_prunable
 
     def retried_meanwhile(ids):
         execution.retry_jobs([old])  # lands between the select and the DELETE
         return delete_prunable(ids)
 
-    monkeypatch.setattr(maintenance, "delete_prunable", retried_meanwhile)
+    monkeypatch.setattr(pruning, "delete_prunable", retried_meanwhile)
 
-    maintenance.prune()
+    pruning.prune()
 
     old.refresh_from_db()
     assert old.status == JobStatus.READY

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from jobs import maintenance
+from jobs.maintenance import prune
 
 
 class Command(BaseCommand):
@@ -17,8 +17,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, dry_run, batch_size, **options):
         if dry_run:
-            count = maintenance.prunable().count()
+            count = prune.prunable().count()
             self.stdout.write(f"{count} finished jobs would be pruned (dry run)")
             return
-        pruned = maintenance.prune(batch_size=batch_size, max_batches=10**9)
+        pruned = prune.prune(batch_size=batch_size, max_batches=10**9)
         self.stdout.write(f"pruned {pruned} finished jobs")

@@ -1,0 +1,34 @@
+"""Maintenance duties, run by the workers themselves, one process at a time.
+
+One module per duty: `rescue`, `redispatch`, `prune`, `registry`. Workers
+call `run_due_duties` on a timer; it runs every duty if this process holds
+the leader lock (`leader`), so with many workers one does the work at a time.
+"""
+
+import logging
+
+from .. import conf
+from . import prune, redispatch, registry, rescue
+from .leader import MAINTENANCE, acquire_lease
+
+logger = logging.getLogger("jobs.maintenance")
+
+DUTIES = [
+    rescue.rescue_stalled,
+    redispatch.redispatch,
+    registry.forget_dead_workers,
+    prune.prune,
+]
+
+
+def run_due_duties(holder):
+    """Run every duty if this process holds the maintenance lease."""
+    seconds = conf.get("JOB_MAINTENANCE_SECONDS") * 2
+    if not acquire_lease(MAINTENANCE, holder, seconds):
+        return False
+    for duty in DUTIES:
+        try:
+            duty()
+        except Exception as e:  # one failing duty must not stop the others
+            logger.error("maintenance duty %s failed: %s", duty.__name__, e)
+    return True

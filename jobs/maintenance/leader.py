@@ -1,0 +1,29 @@
+"""The leader lock: a named row with an expiry, so that one process at a time
+runs a duty (the maintenance duties, under `MAINTENANCE`)."""
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from ..execution import db_now_plus
+from ..models import DatabaseNow, Lease
+
+MAINTENANCE = "maintenance"
+
+
+def acquire_lease(name, holder, seconds):
+    """Take or renew the named lease for `seconds`; True if `holder` has it.
+
+    Expiry is read and written on the database's clock, as job leases are.
+    """
+    expires_at = db_now_plus(seconds)
+    taken = Lease.objects.filter(
+        Q(expires_at__lt=DatabaseNow()) | Q(holder=holder), name=name
+    ).update(holder=holder, expires_at=expires_at)
+    if taken:
+        return True
+    try:
+        with transaction.atomic(using=Lease.objects.db):
+            Lease.objects.create(name=name, holder=holder, expires_at=expires_at)
+    except IntegrityError:
+        return False  # someone else holds it
+    return True

@@ -1,0 +1,11 @@
+"""Forget workers long silent in the worker registry."""
+
+from datetime import timedelta
+
+from .. import conf, heartbeat
+
+
+def forget_dead_workers():
+    """Drop registry rows of workers silent for ten leases (killed, lost)."""
+    lease = conf.get("JOB_LEASE_SECONDS")
+    return heartbeat.forget_dead(timedelta(seconds=10 * lease))
