@@ -125,7 +125,7 @@ class Ours(ResultTable):
 
     def rq_worker(self, worker_class, burst=True):
         command = [self.python, ROOT / "manage.py", "rqworker", "default"]
-        command += ["--worker-class", f"jobs.redis_queue.{worker_class}"]
+        command += ["--worker-class", f"jobs.rqworker.workers.{worker_class}"]
         return [*command, "--burst"] if burst else command
 
     def workers_ready(self, count):

@@ -167,7 +167,7 @@ TASKS = {
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # With REDIS_URL set, each queue is pushed to RQ in three priority bands.
 RQ_QUEUES = rq_queues(REDIS_URL, JOB_QUEUES) if REDIS_URL else {}
-RQ = {"WORKER_CLASS": "jobs.redis_queue.JobsWorker"}
+RQ = {"WORKER_CLASS": "jobs.rqworker.workers.JobsWorker"}
 # Every other JOB_* setting has its default in one table, jobs.conf.DEFAULTS;
 # the environment overrides it, read as the default's type.
 _readers = {bool: env_bool, int: env_int, float: env_float}

@@ -39,7 +39,7 @@ from .models import Job
 logger = logging.getLogger("jobs.dispatch")
 
 CHANNEL = "reporadar_jobs"
-RQ_FUNCTION = "jobs.redis_queue.execute"
+RQ_FUNCTION = "jobs.rqworker.job.execute"
 
 
 def rq_queue_name(queue_name, priority):

@@ -32,7 +32,7 @@ FAST_SETTINGS = {
 }
 
 
-SIMPLE = "jobs.redis_queue.JobsSimpleWorker"
+SIMPLE = "jobs.rqworker.workers.JobsSimpleWorker"
 
 
 def drain_rq(*queues):

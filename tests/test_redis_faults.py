@@ -128,7 +128,7 @@ def test_work_horse_killed__its_worker_retries_the_job_at_once(start_rqworker):
     # A long lease and no maintenance: only the worker itself can retry it.
     worker = start_rqworker(
         "--worker-class",
-        "jobs.redis_queue.JobsWorker",
+        "jobs.rqworker.workers.JobsWorker",
         env={"JOB_LEASE_SECONDS": "300", "JOB_MAINTENANCE_SECONDS": "300"},
     )
     result = tasks.die_on_first_attempt.enqueue("second life")
@@ -165,7 +165,7 @@ def test_redis_outage_while_worker_runs__worker_reconnects(
 def test_redis_down_during_rq_housekeeping__worker_carries_on(redis_server, caplog):
     from rq import Queue
 
-    from jobs.redis_queue import JobsWorker
+    from jobs.rqworker.workers import JobsWorker
 
     connection = redis_server.client()
     worker = JobsWorker(
@@ -201,7 +201,7 @@ def test_rq_scheduler_killed__worker_starts_it_again(start_rqworker):
 def test_redis_outage_mid_job__job_recorded_and_worker_carries_on(
     redis_server, start_rqworker, worker_class
 ):
-    worker = start_rqworker("--worker-class", f"jobs.redis_queue.{worker_class}")
+    worker = start_rqworker("--worker-class", f"jobs.rqworker.workers.{worker_class}")
     first = tasks.sleep_then_record.enqueue("mid-outage", 1.5)
     wait_for(lambda: status_of(first) == JobStatus.RUNNING, message="claim")
 

@@ -20,7 +20,7 @@ from rq.worker import WorkerStatus
 
 from jobs import dispatch
 from jobs.models import Job, JobStatus, WorkerProcess
-from jobs.redis_queue import JobsSimpleWorker, JobsWorker
+from jobs.rqworker.workers import JobsSimpleWorker, JobsWorker
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -130,7 +130,9 @@ def test_forking_rqworker__job_pushed_twice_runs_once_and_the_horse_skips_it_aft
     assert dispatch.pusher.flush(timeout=10)
     assert dispatch.push([job]) == 1  # now in the queue twice
 
-    worker = start_rqworker("--burst", "--worker-class", "jobs.redis_queue.JobsWorker")
+    worker = start_rqworker(
+        "--burst", "--worker-class", "jobs.rqworker.workers.JobsWorker"
+    )
     assert worker.wait(timeout=60) == 0, worker.output()[-3000:]
 
     job.refresh_from_db()

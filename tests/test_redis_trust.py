@@ -20,7 +20,7 @@ from .helpers import SIMPLE, drain_rq, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-FORKING = "jobs.redis_queue.JobsWorker"
+FORKING = "jobs.rqworker.workers.JobsWorker"
 BOTH = pytest.mark.parametrize("worker_class", [FORKING, SIMPLE])
 TIMEOUT = "jobs.exceptions.JobTimeout"
 

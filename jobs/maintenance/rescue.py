@@ -6,7 +6,7 @@ the same host sees that its process no longer exists
 (`rescue_from_dead_neighbours`, at once). Either way the lost attempt is
 counted (`WorkerLost`), and a job with none left ends FAILED. (A work
 horse that dies under a live `rqworker` is put back by that worker itself,
-at once: `redis_queue.HandOver`.)
+at once: `rqworker.handover`.)
 """
 
 import logging

@@ -193,9 +193,9 @@ def enqueue_follow_up(key):
 @task(takes_context=True)
 def corrupt_report_on_first_attempt(context, key):
     """In an RQ work horse, spoil the report to its worker on attempt 1."""
-    from jobs import redis_queue
+    from jobs.rqworker import handover
 
     if context.attempt == 1:
-        redis_queue.handed_over.report.write("{not json")
+        handover.handed_over.report.write("{not json")
         return
     record(key, context.attempt)

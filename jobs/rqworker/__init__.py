@@ -1,0 +1,1 @@
+"""The Redis path: the RQ job function and our RQ worker classes."""

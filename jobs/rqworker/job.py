@@ -1,0 +1,81 @@
+"""The RQ job function: claim the row an RQ job names, run it, record it.
+
+An RQ job carries only a job id. `execute` claims that row exactly like the
+database worker does, so a job pushed twice, or seen by an `rqworker` and a
+`jobworker` at once, runs once.
+"""
+
+import logging
+from functools import partial
+from uuid import UUID
+
+from .. import dispatch, execution
+from ..models import DatabaseNow, Job
+from . import handover
+from .leases import lease_keeper
+from .timeouts import time_limits
+from .unrecorded import unrecorded
+
+logger = logging.getLogger("jobs.rq")
+
+
+_worker_id = None
+
+
+def worker_id():
+    """Name this worker once; its forked work horses keep the name."""
+    global _worker_id
+    if _worker_id is None:
+        _worker_id = execution.new_worker_id()
+    return _worker_id
+
+
+def execute(job_id):
+    """Claim the job `job_id`, run it and record the outcome.
+
+    Does nothing when the row is not READY and due: another worker has it, it
+    finished, or it was cancelled. Returns what happened, for RQ's log.
+    """
+    try:
+        UUID(job_id)
+    except ValueError:
+        logger.error("RQ job carries %r, which is not a job id; ignored", job_id)
+        return "ignored"
+    handed_over = handover.handed_over
+    if handed_over is not None and str(handed_over.job.pk) == job_id:
+        return handed_over.run()
+    job = claim(job_id)
+    if job is None:
+        return skip(job_id)
+    with lease_keeper.holding(job):
+        outcome = execution.run(job, guard=partial(time_limits, job))
+    if outcome.succeeded:
+        unrecorded.add(outcome)
+        return "succeeded"
+    unrecorded.recorded_with(lambda successes: execution.finish([*successes, outcome]))
+    return "failed"
+
+
+def claim(job_id):
+    """Claim the job `job_id` for this worker; return it, or None.
+
+    The successes this process has not recorded yet are recorded with it.
+    """
+    me = worker_id()
+    claimed = unrecorded.recorded_with(
+        lambda successes: execution.claim(
+            None, 1, me, f"{me}:{job_id}", job_id=job_id, successes=successes
+        )
+    )
+    return claimed[0] if claimed else None
+
+
+def skip(job_id):
+    """Leave a job that is not claimable; push it again if it is only early."""
+    early = Job.objects.delayed(DatabaseNow()).filter(pk=job_id).first()
+    if early is not None:
+        dispatch.push([early])
+        logger.info("job %s is not due yet; scheduled again", job_id)
+        return "rescheduled"
+    logger.info("job %s is not waiting (taken, finished or cancelled)", job_id)
+    return "skipped"
