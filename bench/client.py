@@ -78,9 +78,9 @@ class DjangoSystem:
         """Wait for our background pushes to RQ: a figure counts a job once
         it is in Redis, not when `enqueue` returned before its push."""
         if self.options.system == "ours":
-            from jobs import dispatch
+            from jobs.notify.pusher import pusher
 
-            dispatch.pusher.flush()
+            pusher.flush()
 
     def single(self):
         self._warm_up()

@@ -20,8 +20,9 @@ from django.utils import timezone
 from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
-from jobs import conf, dispatch
+from jobs import conf
 from jobs.models import BUCKETS, Job, WorkerProcess
+from jobs.notify import link, rq_push
 
 CACHE_KEY = "healthcheck:queue-snapshot"
 
@@ -69,13 +70,13 @@ class Redis(Check):
     name: ClassVar[str] = "redis"
 
     def run(self):
-        if not dispatch.redis_enabled():
+        if not rq_push.redis_enabled():
             self.message = "Redis is not configured (REDIS_URL is unset)."
             self.details = {"configured": False}
             return
         self.details = {"configured": True}
         try:
-            dispatch.redis_link().client.ping()
+            link.redis_link().client.ping()
         except Exception as e:  # a Redis error or a malformed URL: never fatal
             raise ServiceWarning(
                 f"Redis did not answer ({type(e).__name__}); jobs run on the "
@@ -94,7 +95,7 @@ class Queue(Check):
         await sync_to_async(self.measure)()
 
     def measure(self):
-        backend = "redis" if dispatch.redis_enabled() else "database"
+        backend = "redis" if rq_push.redis_enabled() else "database"
         enabled = conf.get("JOB_QUEUE_ENABLED")
         self.details = {"enabled": enabled, "backend": backend}
         if not enabled:

@@ -11,11 +11,12 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 from django.utils.json import normalize_json
 
-from . import conf, dispatch, postgres
+from . import conf, postgres
 from .core.tasks import JobTask, new_task_result, task_result
 from .exceptions import InvalidTaskArguments, JobQueueDisabled
 from .log import log_enabled, log_event
 from .models import Job
+from .notify import doorbell
 
 
 def _json_argument(task, label, value):
@@ -98,7 +99,7 @@ class JobsBackend(BaseTaskBackend):
         self.validate_task(task)
         job = self._new_job(task, args, kwargs, timezone.now())
         insert([job])
-        dispatch.ring([job], inserted=True)
+        doorbell.ring([job], inserted=True)
         return self._announce(job, task_result(job, self.alias, task=task))
 
     def enqueue_many(self, task, calls):
@@ -113,7 +114,7 @@ class JobsBackend(BaseTaskBackend):
         make = self._job_maker(task, now)
         jobs = [make(args, kwargs) for args, kwargs in calls]
         insert(jobs)
-        dispatch.ring(jobs, inserted=True)
+        doorbell.ring(jobs, inserted=True)
         return [
             self._announce(job, new_task_result(job, self.alias, task)) for job in jobs
         ]

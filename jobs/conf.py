@@ -56,7 +56,7 @@ def rq_queue_names(queue_name):
 
 def rq_queues(redis_url, queue_names):
     """Return django-rq's RQ_QUEUES for our queues: three bands each, their
-    jobs JSON (never pickle), as `dispatch` pushes them."""
+    jobs JSON (never pickle), as `notify.rq_push` pushes them."""
     return {
         name: {"URL": redis_url, "SERIALIZER": "rq.serializers.JSONSerializer"}
         for queue_name in queue_names

@@ -38,7 +38,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.json import normalize_json
 
-from . import conf, dispatch, postgres
+from . import conf, postgres
 from .core.tasks import (
     bind_task,
     resolve_task,
@@ -48,6 +48,7 @@ from .core.tasks import (
 from .exceptions import JobCancelled, JobTimeout, TaskNotFound
 from .log import log_event
 from .models import DatabaseNow, Job, JobStatus, JSONAppend, JSONPopLast
+from .notify import doorbell
 from .retry import RetryPolicy, decide
 
 logger = logging.getLogger("jobs")
@@ -153,7 +154,7 @@ def release(jobs):
     )
     # The rows as released: their RQ job is named for the attempt they are
     # back at, not the one the claim had counted.
-    dispatch.ring(job for job in released if job.status == JobStatus.READY)
+    doorbell.ring(job for job in released if job.status == JobStatus.READY)
     return len(released)
 
 
@@ -283,7 +284,7 @@ def put_back(jobs, exception, give_up_when_exhausted, expired_only=False):
             rows = rows.filter(lease_expires_at__lt=DatabaseNow())
         if adopt(job, transition(rows, values), quiet=expired_only):
             moved.append(job)
-    dispatch.ring(job for job in moved if job.status == JobStatus.READY)
+    doorbell.ring(job for job in moved if job.status == JobStatus.READY)
     return moved
 
 
@@ -302,7 +303,7 @@ def adopt(job, row, ring=False, quiet=False):
     for name in ("status", "errors", "finished_at", "run_after", "lease_expires_at"):
         setattr(job, name, getattr(row, name))
     if ring and job.status == JobStatus.READY:
-        dispatch.ring([job])
+        doorbell.ring([job])
     return job.status
 
 
@@ -373,7 +374,7 @@ def retry_jobs(jobs):
         )
     for job in moved:
         log_event("retried by admin", job)
-    dispatch.ring(moved)
+    doorbell.ring(moved)
     return moved
 
 

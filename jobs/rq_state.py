@@ -7,16 +7,16 @@ import redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
-from . import dispatch
+from .notify import link, rq_push
 
 
 def describe(job):
     """Say what RQ knows of the job's current RQ job (`<id>-<attempts>`)."""
-    if not dispatch.redis_enabled():
+    if not rq_push.redis_enabled():
         return "Redis is off (database queue only)"
-    rq_id = dispatch.rq_job_id(job)
+    rq_id = rq_push.rq_job_id(job)
     try:
-        rq_job = RQJob.fetch(rq_id, connection=dispatch.redis_link().client)
+        rq_job = RQJob.fetch(rq_id, connection=link.redis_link().client)
         status = rq_job.get_status(refresh=False)
     except NoSuchJobError:
         return f"{rq_id}: not in Redis"

@@ -12,8 +12,8 @@ from django.tasks import TaskResultStatus
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
-from jobs import dispatch
 from jobs.models import Job, JobStatus
+from jobs.notify import doorbell
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -152,7 +152,7 @@ class BackendContract:
     def test_unknown_task_path__fails_job_and_worker_goes_on(self):
         missing = make_job(task_path="tests.testapp.tasks.gone", max_attempts=1)
         not_task = make_job(task_path="tests.testapp.tasks.not_a_task", max_attempts=1)
-        dispatch.ring([missing, not_task])  # rows made by hand: ring like enqueue
+        doorbell.ring([missing, not_task])  # rows made by hand: ring like enqueue
         good = tasks.add.enqueue(1, 1)
 
         self.drain_until_finished()

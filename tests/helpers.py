@@ -12,8 +12,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from jobs import dispatch
 from jobs.models import Job
+from jobs.notify import pusher
 from jobs.worker import Worker
 
 from . import services
@@ -37,7 +37,7 @@ SIMPLE = "jobs.rqworker.workers.JobsSimpleWorker"
 
 def drain_rq(*queues):
     """Run a non-forking rqworker in this process until its queues are empty."""
-    dispatch.pusher.flush(timeout=10)  # what this process enqueued is in Redis
+    pusher.pusher.flush(timeout=10)  # what this process enqueued is in Redis
     call_command(
         "rqworker",
         *(queues or ("default", "other")),

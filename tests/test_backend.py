@@ -251,7 +251,7 @@ def test_enqueue_many__writes_the_rows_enqueue_writes():
 def test_enqueue__notifies_listeners_on_commit_only(postgres_only):
     import psycopg
 
-    from jobs.dispatch import CHANNEL
+    from jobs.notify.listen import CHANNEL
 
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)

@@ -5,9 +5,10 @@ import pytest
 from django.db import DatabaseError, transaction
 from django.tasks.signals import task_finished
 
-from jobs import dispatch, execution
+from jobs import execution
 from jobs.maintenance import redispatch
 from jobs.models import Job, JobStatus
+from jobs.notify import pusher
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -80,7 +81,7 @@ def test_release__pushes_the_rq_job_of_the_attempt_it_goes_back_to(
 
     assert execution.release([claimed]) == 1
 
-    assert dispatch.pusher.flush(timeout=10)
+    assert pusher.pusher.flush(timeout=10)
     assert redis_server.client().lrange("rq:queue:default", 0, -1) == [
         f"{job.pk}-0".encode()
     ]
@@ -93,7 +94,7 @@ def test_redispatch__finds_a_lost_job_behind_any_number_of_queued_ones(
     with transaction.atomic():
         queued = tasks.noop.enqueue_many([((), {})] * 600)
         lost = tasks.noop.enqueue()
-    assert dispatch.pusher.flush(timeout=10)
+    assert pusher.pusher.flush(timeout=10)
     client = redis_server.client()
     assert client.rpop("rq:queue:default") == f"{lost.id}-0".encode()
     client.delete(f"rq:job:{lost.id}-0")  # as a flush loses it

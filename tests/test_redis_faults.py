@@ -12,9 +12,9 @@ from django.db import transaction
 from django.utils import timezone
 from rq.job import Job as RQJob
 
-from jobs import dispatch
 from jobs.maintenance import redispatch
 from jobs.models import Job, JobStatus
+from jobs.notify import pusher
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -47,12 +47,12 @@ def test_redis_down_at_enqueue__jobs_are_kept_and_run_when_it_is_back(
 
     monkeypatch.setattr(redis.connection.AbstractConnection, "connect", record_connect)
 
-    with caplog.at_level(logging.WARNING, logger="jobs.dispatch"):
+    with caplog.at_level(logging.WARNING, logger="jobs.notify"):
         results = [tasks.record_run.enqueue(f"down-{i}") for i in range(20)]
-        assert dispatch.pusher.flush(timeout=10)
+        assert pusher.pusher.flush(timeout=10)
 
     assert Job.objects.filter(status=JobStatus.READY).count() == 20
-    warnings = [r for r in caplog.records if r.name == "jobs.dispatch"]
+    warnings = [r for r in caplog.records if r.name == "jobs.notify"]
     assert len(warnings) == 1
     assert "Redis is unreachable" in warnings[0].getMessage()
     assert "redis://" not in warnings[0].getMessage()
@@ -71,7 +71,7 @@ def test_redis_down_at_enqueue__jobs_are_kept_and_run_when_it_is_back(
 def test_flushall_after_enqueue__jobs_are_pushed_again(redis_server, start_rqworker):
     with transaction.atomic():
         results = [tasks.record_run.enqueue(f"flushed-{i}") for i in range(20)]
-    assert dispatch.pusher.flush(timeout=10)
+    assert pusher.pusher.flush(timeout=10)
     assert redis_server.client().llen("rq:queue:default") == 20
 
     redis_server.flush()  # FLUSHALL
@@ -87,7 +87,7 @@ def test_rq_job_ended_without_running_its_row__row_is_pushed_again(
 ):
     ended = tasks.record_run.enqueue("rq-job-failed")
     queued = tasks.record_run.enqueue("still-queued")
-    assert dispatch.pusher.flush(timeout=10)
+    assert pusher.pusher.flush(timeout=10)
     client = redis_server.client()
     assert client.lpop("rq:queue:default") == f"{ended.id}-0".encode()
     # A worker took it and its claim failed: RQ keeps the failed job a day.

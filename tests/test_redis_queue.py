@@ -18,8 +18,8 @@ from rq.serializers import JSONSerializer
 from rq.suspension import suspend
 from rq.worker import WorkerStatus
 
-from jobs import dispatch
 from jobs.models import Job, JobStatus, WorkerProcess
+from jobs.notify import pusher, rq_push
 from jobs.rqworker.workers import JobsSimpleWorker, JobsWorker
 from tests.testapp import tasks
 from tests.testapp.models import Run
@@ -52,7 +52,7 @@ class TestRedisQueue(BackendContract):
         high = tasks.add.using(priority=50).enqueue(1, 2)
         low = tasks.add.using(priority=-1).enqueue(1, 2)
 
-        assert dispatch.pusher.flush(timeout=10)
+        assert pusher.pusher.flush(timeout=10)
         client = redis_server.client()
         assert client.lrange("rq:queue:default", 0, -1) == [f"{normal.id}-0".encode()]
         assert client.lrange("rq:queue:default.high", 0, -1) == [
@@ -65,13 +65,13 @@ class TestRedisQueue(BackendContract):
             results = tasks.add.enqueue_many([((i, i), {}) for i in range(100)])
             assert redis_server.client().llen("rq:queue:default") == 0
 
-        assert dispatch.pusher.flush(timeout=10)
+        assert pusher.pusher.flush(timeout=10)
         queued = redis_server.client().lrange("rq:queue:default", 0, -1)
         assert queued == [f"{result.id}-0".encode() for result in results]
 
     def test_enqueue_many__every_rq_job_names_its_own_row(self, redis_server):
         results = tasks.add.enqueue_many([((i, i), {}) for i in range(3)])
-        assert dispatch.pusher.flush(timeout=10)
+        assert pusher.pusher.flush(timeout=10)
 
         client = redis_server.client()
         rq_jobs = [
@@ -84,7 +84,7 @@ class TestRedisQueue(BackendContract):
             f"{tasks.add.module_path} {result.id}" for result in results
         ]
         for rq_job in rq_jobs:
-            assert rq_job.func_name == dispatch.RQ_FUNCTION
+            assert rq_job.func_name == rq_push.RQ_FUNCTION
             assert (rq_job.origin, rq_job.get_status()) == ("default", "queued")
             assert (rq_job.timeout, rq_job.result_ttl) == (
                 rq_jobs[0].timeout,
@@ -105,15 +105,15 @@ class TestRedisQueue(BackendContract):
             1 / 0  # noqa: B018
 
         tasks.add.using(queue_name="other").enqueue(1, 2)  # pushed after
-        assert dispatch.pusher.flush(timeout=10)
+        assert pusher.pusher.flush(timeout=10)
         assert redis_server.client().llen("rq:queue:other") == 1
         assert redis_server.client().llen("rq:queue:default") == 0
 
     def test_duplicate_push__runs_once(self):
         result = tasks.record_run.enqueue("pushed-thrice")
         job = Job.objects.get(pk=result.id)
-        assert dispatch.push([job]) == 1
-        assert dispatch.push([job]) == 1
+        assert rq_push.push([job]) == 1
+        assert rq_push.push([job]) == 1
 
         drain_rq()
 
@@ -127,8 +127,8 @@ def test_forking_rqworker__job_pushed_twice_runs_once_and_the_horse_skips_it_aft
 ):
     result = tasks.record_run.enqueue("forked-twice")
     job = Job.objects.get(pk=result.id)
-    assert dispatch.pusher.flush(timeout=10)
-    assert dispatch.push([job]) == 1  # now in the queue twice
+    assert pusher.pusher.flush(timeout=10)
+    assert rq_push.push([job]) == 1  # now in the queue twice
 
     worker = start_rqworker(
         "--burst", "--worker-class", "jobs.rqworker.workers.JobsWorker"
@@ -155,7 +155,7 @@ def test_push__keeps_the_order_and_the_timeout_of_each_job(settings, redis_serve
     rows = sorted(Job.objects.all(), key=lambda job: job.enqueued_at)
     settings.REDIS_URL = redis_server.url  # pushed in one batch, from here on
 
-    assert dispatch.push(rows) == 3
+    assert rq_push.push(rows) == 3
 
     client = redis_server.client()
     ids = [f"{result.id}-0" for result in results]
@@ -347,7 +347,7 @@ def test_rqworker__saves_the_last_heartbeat_of_a_success_with_its_outcome(
     redis_dispatch, redis_server
 ):
     results = [tasks.add.enqueue(2, 2), tasks.add.enqueue(3, 3)]
-    assert dispatch.pusher.flush(timeout=10)
+    assert pusher.pusher.flush(timeout=10)
     client = redis_server.client()
     queue = get_queue("default")
     worker = JobsSimpleWorker([queue], connection=client)
@@ -381,7 +381,7 @@ def test_rqworker__takes_each_job_from_the_first_band_holding_one_in_one_pop(
     low = tasks.add.using(priority=-1).enqueue(1, 1)
     normal = tasks.add.enqueue(1, 2)
     high = tasks.add.using(priority=5).enqueue(1, 3)
-    assert dispatch.pusher.flush(timeout=10)
+    assert pusher.pusher.flush(timeout=10)
     client = redis_server.client()
     worker = JobsSimpleWorker([get_queue("default")], connection=client)
     bands = worker.queues

@@ -11,8 +11,8 @@ from rq import Queue
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
-from jobs import dispatch
 from jobs.models import Job, JobStatus
+from jobs.notify import pusher, rq_push
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -35,7 +35,7 @@ def status_of(result):
 
 def test_per_call_timeout__bounds_the_run_on_rqworker(start_rqworker, redis_server):
     result = tasks.busy_python.using(timeout=2, max_attempts=1).enqueue(120)
-    assert dispatch.pusher.flush(timeout=10)
+    assert pusher.pusher.flush(timeout=10)
     rq_job = RQJob.fetch(
         f"{result.id}-0", connection=redis_server.client(), serializer=JSONSerializer
     )
@@ -133,13 +133,13 @@ def test_pickled_rq_job_planted_in_redis__is_never_unpickled(
     client = redis_server.client()
     pickled = Queue("default", connection=client)  # RQ's default: pickle
     pickled.enqueue_call(
-        dispatch.RQ_FUNCTION,
+        rq_push.RQ_FUNCTION,
         args=(Planted(tmp_path / "from-args"),),
         meta={"payload": Planted(tmp_path / "from-meta")},
     )
     assert not list(tmp_path.iterdir())  # pickling it ran nothing
     result = tasks.record_run.enqueue("after the plant")
-    assert dispatch.pusher.flush(timeout=10)
+    assert pusher.pusher.flush(timeout=10)
     assert client.llen("rq:queue:default") == 2
 
     worker = start_rqworker("--burst", "--worker-class", worker_class)
@@ -155,7 +155,7 @@ def test_work_horse_fork_fails__job_is_given_back_at_once_uncounted(
 ):
     settings.JOB_LEASE_SECONDS = 300  # only the worker itself can give it back
     result = tasks.record_run.enqueue("fork failed")
-    assert dispatch.pusher.flush(timeout=10)
+    assert pusher.pusher.flush(timeout=10)
 
     def no_fork():
         raise OSError(11, "Resource temporarily unavailable")

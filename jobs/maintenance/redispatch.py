@@ -6,8 +6,9 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import conf, dispatch
+from .. import conf
 from ..models import Job
+from ..notify import rq_push
 
 logger = logging.getLogger("jobs.maintenance")
 
@@ -46,16 +47,16 @@ def redispatch(page_size=500, batches=10):
     and only those whose RQ job Redis no longer holds, or holds ended, are
     pushed.
     """
-    if not dispatch.redis_enabled():
+    if not rq_push.redis_enabled():
         return []
     grace = timedelta(seconds=conf.get("JOB_REDISPATCH_GRACE_SECONDS"))
     due = Job.objects.due(timezone.now() - grace)
     lost = []
     for _ in range(batches):
         waiting = redispatch_cursor.page(due, page_size)
-        lost += dispatch.missing_from_redis(waiting) if waiting else []
+        lost += rq_push.missing_from_redis(waiting) if waiting else []
         if redispatch_cursor.after is None:
             break  # the walk reached the newest due row
-    if lost and dispatch.push(lost):
+    if lost and rq_push.push(lost):
         logger.warning("re-dispatched %d jobs that Redis did not hold", len(lost))
     return lost

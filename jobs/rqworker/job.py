@@ -9,8 +9,9 @@ import logging
 from functools import partial
 from uuid import UUID
 
-from .. import dispatch, execution
+from .. import execution
 from ..models import DatabaseNow, Job
+from ..notify import rq_push
 from . import handover
 from .leases import lease_keeper
 from .timeouts import time_limits
@@ -74,7 +75,7 @@ def skip(job_id):
     """Leave a job that is not claimable; push it again if it is only early."""
     early = Job.objects.delayed(DatabaseNow()).filter(pk=job_id).first()
     if early is not None:
-        dispatch.push([early])
+        rq_push.push([early])
         logger.info("job %s is not due yet; scheduled again", job_id)
         return "rescheduled"
     logger.info("job %s is not waiting (taken, finished or cancelled)", job_id)

@@ -19,7 +19,9 @@ from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 from rq.worker import WorkerStatus
 
-from .. import conf, dispatch, execution, heartbeat
+from .. import conf, execution, heartbeat
+from ..notify import link, rq_push
+from ..notify.pusher import pusher
 from . import handover
 from .handover import HandOver
 from .job import claim, worker_id
@@ -45,7 +47,7 @@ class JobsWorkerMixin:
         self.queue_class = recording(self.queue_class)
         # A work horse connects to Redis anew (RQ's clients are per process).
         for client in {self.connection, *(queue.connection for queue in self.queues)}:
-            dispatch.share_driver_info(client)
+            link.share_driver_info(client)
 
     # A scheduler process that died (Redis went away under it) is started
     # again within this many seconds.
@@ -273,7 +275,7 @@ class JobsWorker(JobsWorkerMixin, Worker):
         finally:
             # The horse exits without running atexit: push what its job
             # enqueued now, not after the re-dispatch grace.
-            dispatch.pusher.flush(timeout=5)
+            pusher.flush(timeout=5)
             connections.close_all()  # the work horse's own; it exits now
 
 
@@ -284,7 +286,7 @@ class ForkFailed(Exception):  # noqa: N818 (it names what happened)
 def ours(job):
     """Say whether `job` is an RQ job of ours (False: not, or unreadable)."""
     try:
-        return job.func_name == dispatch.RQ_FUNCTION
+        return job.func_name == rq_push.RQ_FUNCTION
     except DeserializationError:  # not JSON: never unpickled, see `json_queue`
         return False
 
@@ -292,7 +294,7 @@ def ours(job):
 def rq_job_argument(job):
     """Return the job id an RQ job of ours carries, or None."""
     try:
-        args = job.args if job.func_name == dispatch.RQ_FUNCTION else ()
+        args = job.args if job.func_name == rq_push.RQ_FUNCTION else ()
         UUID(args[0])
     except Exception:  # not ours, or unreadable: the horse reports it as RQ does
         return None

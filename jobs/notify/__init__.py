@@ -1,0 +1,1 @@
+"""The doorbell: NOTIFY and pushes to RQ tell workers that a row waits."""
