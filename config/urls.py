@@ -7,7 +7,7 @@ from healthcheck.views import HealthView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("", include("jobs.urls")),
+    path("", include("jobs.web.urls")),
     # For Render and monitors: JSON, 503 only when the service cannot work.
     path("health", HealthView.as_view(), name="health"),
     # For people: django-health-check's page over the same checks.

@@ -7,8 +7,8 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import admin as job_admin
 from jobs.models import Job, JobStatus, WorkerProcess
+from jobs.web import admin as job_admin
 
 from .helpers import make_job
 

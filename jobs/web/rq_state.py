@@ -7,7 +7,7 @@ import redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
-from .notify import link, rq_push
+from ..notify import link, rq_push
 
 
 def describe(job):

@@ -7,7 +7,7 @@ from django.db.models import Count
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from .models import BUCKETS, Job, JobStatus, WorkerProcess, bucket_filters
+from ..models import BUCKETS, Job, JobStatus, WorkerProcess, bucket_filters
 
 CHART_MINUTES = 60
 CHART_WIDTH, CHART_HEIGHT = 600, 160

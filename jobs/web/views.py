@@ -10,8 +10,8 @@ from uuid import UUID
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import execution
-from .models import Job, JobStatus
+from .. import execution
+from ..models import Job, JobStatus
 
 
 def error(status, message):

@@ -20,8 +20,9 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-from . import dashboard, execution, rq_state
-from .models import Job, JobStatus
+from .. import execution
+from ..models import Job, JobStatus
+from . import dashboard, rq_state
 
 # Badge colour of each state; "delayed" is READY with `run_after` ahead.
 STATUS_COLOURS = {
