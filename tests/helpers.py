@@ -12,9 +12,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from jobs.dbworker.worker import Worker
 from jobs.models import Job
 from jobs.notify import pusher
-from jobs.worker import Worker
 
 from . import services
 

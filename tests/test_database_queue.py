@@ -7,7 +7,7 @@ import pytest
 from django.db import connections
 
 from jobs.models import Job, JobStatus
-from jobs.worker import Worker
+from jobs.dbworker.worker import Worker
 
 from .contract import BackendContract
 from .helpers import make_job, run_worker, wait_for

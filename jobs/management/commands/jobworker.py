@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.tasks import task_backends
 
 from jobs import conf
-from jobs.worker import Worker
+from jobs.dbworker.worker import Worker
 
 
 class Command(BaseCommand):

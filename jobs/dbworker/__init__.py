@@ -1,0 +1,1 @@
+"""The database worker (`manage.py jobworker`): runs jobs from the table."""
