@@ -11,7 +11,8 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 from django.utils.json import normalize_json
 
-from . import conf, postgres
+from . import conf
+from .core import postgres
 from .core.tasks import JobTask, new_task_result, task_result
 from .exceptions import InvalidTaskArguments, JobQueueDisabled
 from .log import log_enabled, log_event

@@ -1,11 +1,11 @@
-"""Retry and cancel: the admin's transitions in `jobs.execution`."""
+"""Retry and cancel: the transitions people make, `jobs.core.interventions`."""
 
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from jobs import execution
+from jobs.core import execution, interventions, recording, transitions
 from jobs.maintenance import rescue
 from jobs.models import Job, JobStatus
 
@@ -36,13 +36,13 @@ def failed_job(**fields):
 
 def claimed(job):
     """Claim `job` as a worker would and return the claimed row."""
-    return execution.claim(None, 1, "w:1:x", f"w:1:x:{job.pk}", job_id=job.pk)[0]
+    return transitions.claim(None, 1, "w:1:x", f"w:1:x:{job.pk}", job_id=job.pk)[0]
 
 
 def test_retry__failed_job_is_ready_now_with_fresh_attempts_and_old_errors():
     job = failed_job(task_path="tests.testapp.tasks.always_fail")
 
-    moved = execution.retry_jobs([job])
+    moved = interventions.retry_jobs([job])
 
     job.refresh_from_db()
     assert [j.pk for j in moved] == [job.pk]
@@ -57,7 +57,7 @@ def test_retry__failed_job_is_ready_now_with_fresh_attempts_and_old_errors():
 def test_retry__cancelled_job_is_ready_again():
     job = make_job(status=JobStatus.CANCELLED, finished_at=timezone.now())
 
-    execution.retry_jobs(Job.objects.filter(pk=job.pk))
+    interventions.retry_jobs(Job.objects.filter(pk=job.pk))
 
     job.refresh_from_db()
     assert job.status == JobStatus.READY
@@ -69,7 +69,7 @@ def test_retry__cancelled_job_is_ready_again():
 def test_retry__leaves_jobs_that_did_not_fail_alone(status):
     job = make_job(status=status)
 
-    assert execution.retry_jobs([job]) == []
+    assert interventions.retry_jobs([job]) == []
 
     job.refresh_from_db()
     assert job.status == status
@@ -79,7 +79,7 @@ def test_retry__leaves_jobs_that_did_not_fail_alone(status):
 def test_retry__retried_job_runs_again_to_success():
     job = failed_job(task_path="tests.testapp.tasks.add", args=[2, 3])
 
-    execution.retry_jobs([job])
+    interventions.retry_jobs([job])
     run_worker(concurrency=1)
 
     job.refresh_from_db()
@@ -91,7 +91,7 @@ def test_cancel__ready_and_delayed_jobs_are_cancelled():
     waiting = make_job()
     delayed = make_job(run_after=timezone.now() + timedelta(hours=1))
 
-    cancelled, asked = execution.cancel_jobs(Job.objects.all())
+    cancelled, asked = interventions.cancel_jobs(Job.objects.all())
 
     assert {j.pk for j in cancelled} == {waiting.pk, delayed.pk}
     assert asked == []
@@ -104,7 +104,7 @@ def test_cancel__ready_and_delayed_jobs_are_cancelled():
 def test_cancel__cancelled_job_never_runs():
     job = make_job(task_path="tests.testapp.tasks.record_run", args=["never"])
 
-    execution.cancel_jobs([job])
+    interventions.cancel_jobs([job])
     run_worker(concurrency=1)
 
     job.refresh_from_db()
@@ -115,7 +115,7 @@ def test_cancel__cancelled_job_never_runs():
 def test_cancel__leaves_finished_jobs_alone(status):
     job = make_job(status=status)
 
-    assert execution.cancel_jobs([job]) == ([], [])
+    assert interventions.cancel_jobs([job]) == ([], [])
 
     job.refresh_from_db()
     assert job.status == status
@@ -124,9 +124,9 @@ def test_cancel__leaves_finished_jobs_alone(status):
 def test_cancel__running_job_is_asked_to_stop_and_ends_cancelled_when_it_succeeds():
     job = claimed(make_job(task_path="tests.testapp.tasks.add", args=[1, 1]))
 
-    cancelled, asked = execution.cancel_jobs([job])
+    cancelled, asked = interventions.cancel_jobs([job])
     outcome = execution.run(job)
-    execution.finish([outcome])
+    recording.finish([outcome])
 
     row = Job.objects.get(pk=job.pk)
     assert ([j.pk for j in asked], cancelled) == ([job.pk], [])
@@ -140,9 +140,9 @@ def test_cancel__running_task_sees_the_request_and_stops():
         make_job(task_path="tests.testapp.tasks.stop_when_cancelled", args=[20])
     )
 
-    execution.cancel_jobs([job])
+    interventions.cancel_jobs([job])
     outcome = execution.run(job)
-    execution.finish([outcome])
+    recording.finish([outcome])
 
     row = Job.objects.get(pk=job.pk)
     assert outcome.duration < 10
@@ -153,8 +153,8 @@ def test_cancel__running_task_sees_the_request_and_stops():
 def test_cancel__running_job_that_fails_is_not_retried():
     job = claimed(make_job(task_path="tests.testapp.tasks.always_fail"))
 
-    execution.cancel_jobs([job])
-    execution.finish([execution.run(job)])
+    interventions.cancel_jobs([job])
+    recording.finish([execution.run(job)])
 
     row = Job.objects.get(pk=job.pk)
     assert (row.status, len(row.errors)) == (JobStatus.CANCELLED, 1)
@@ -162,7 +162,7 @@ def test_cancel__running_job_that_fails_is_not_retried():
 
 def test_cancel__rescued_job_that_was_asked_to_stop_ends_cancelled():
     job = claimed(make_job())
-    execution.cancel_jobs([job])
+    interventions.cancel_jobs([job])
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
 
     rescue.rescue_stalled()
@@ -172,10 +172,10 @@ def test_cancel__rescued_job_that_was_asked_to_stop_ends_cancelled():
 
 def test_retry__clears_a_cancel_request():
     job = claimed(make_job(task_path="tests.testapp.tasks.add", args=[1, 1]))
-    execution.cancel_jobs([job])
-    execution.finish([execution.run(job)])
+    interventions.cancel_jobs([job])
+    recording.finish([execution.run(job)])
 
-    execution.retry_jobs([job])
+    interventions.retry_jobs([job])
 
     row = Job.objects.get(pk=job.pk)
     assert (row.status, row.cancel_requested) == (JobStatus.READY, False)

@@ -5,7 +5,7 @@ import pytest
 from django.db import DatabaseError, transaction
 from django.tasks.signals import task_finished
 
-from jobs import execution
+from jobs.core import execution, recording, transitions
 from jobs.maintenance import redispatch
 from jobs.models import Job, JobStatus
 from jobs.notify import pusher
@@ -31,7 +31,7 @@ def announced():
 
 
 def claim_all():
-    return execution.claim(None, 100, "w:1:x", "w:1:x:1")
+    return transitions.claim(None, 100, "w:1:x", "w:1:x:1")
 
 
 def test_finish__announces_only_the_successes_it_recorded(announced):
@@ -39,7 +39,7 @@ def test_finish__announces_only_the_successes_it_recorded(announced):
     claimed = claim_all()
     Job.objects.filter(pk=rescued.pk).update(status=JobStatus.READY)  # moved
 
-    execution.finish([execution.run(job) for job in claimed])
+    recording.finish([execution.run(job) for job in claimed])
 
     assert announced == [str(kept.pk)]
     assert job_of(rescued).status == JobStatus.READY
@@ -51,7 +51,7 @@ def test_finish__called_again_after_a_database_error__announces_nothing_twice(
     make_job(), make_job(task_path="tests.testapp.tasks.always_fail")
     claimed = claim_all()
     outcomes = [execution.run(job) for job in claimed]
-    record_failure = execution.record_failure
+    record_failure = transitions.record_failure
     calls = []
 
     def fails_once(outcome):
@@ -60,11 +60,11 @@ def test_finish__called_again_after_a_database_error__announces_nothing_twice(
             raise DatabaseError("connection lost")
         return record_failure(outcome)
 
-    monkeypatch.setattr(execution, "record_failure", fails_once)
+    monkeypatch.setattr(recording, "record_failure", fails_once)
     with pytest.raises(DatabaseError):
-        execution.finish(outcomes)  # the success is recorded, the failure not
+        recording.finish(outcomes)  # the success is recorded, the failure not
 
-    execution.finish(outcomes)  # the worker's loop tries again
+    recording.finish(outcomes)  # the worker's loop tries again
 
     assert sorted(announced) == sorted(str(job.pk) for job in claimed)
     statuses = {job_of(job).status for job in claimed}
@@ -79,7 +79,7 @@ def test_release__pushes_the_rq_job_of_the_attempt_it_goes_back_to(
     (claimed,) = claim_all()
     assert claimed.attempts == 1
 
-    assert execution.release([claimed]) == 1
+    assert transitions.release([claimed]) == 1
 
     assert pusher.pusher.flush(timeout=10)
     assert redis_server.client().lrange("rq:queue:default", 0, -1) == [

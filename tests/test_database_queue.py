@@ -6,8 +6,8 @@ from contextlib import contextmanager
 import pytest
 from django.db import connections
 
-from jobs.models import Job, JobStatus
 from jobs.dbworker.worker import Worker
+from jobs.models import Job, JobStatus
 
 from .contract import BackendContract
 from .helpers import make_job, run_worker, wait_for

@@ -8,7 +8,8 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs import execution, heartbeat, maintenance, postgres
+from jobs import heartbeat, maintenance
+from jobs.core import execution, postgres, recording, transitions
 from jobs.maintenance import leader, registry, rescue
 from jobs.models import Job, JobStatus, Lease, WorkerProcess
 
@@ -67,7 +68,7 @@ def test_fence__a_worker_that_lost_its_claim_cannot_record_success():
     Job.objects.filter(pk=job.pk).update(lease_token="new-owner:1")
     outcome = execution.Outcome(job=stale, finished_at=timezone.now(), value=1)
 
-    assert execution.record_successes([outcome]) == {}
+    assert transitions.record_successes([outcome]) == {}
 
     job.refresh_from_db()
     assert (job.status, job.lease_token) == (JobStatus.RUNNING, "new-owner:1")
@@ -79,7 +80,7 @@ def test_claim__takes_only_due_ready_jobs_of_its_queues():
     make_job(queue_name="other")
     make_job(status=JobStatus.FAILED)
 
-    claimed = execution.claim(["default"], 10, "w:1:x", "w:1:x:1")
+    claimed = transitions.claim(["default"], 10, "w:1:x", "w:1:x:1")
 
     assert [job.pk for job in claimed] == [due.pk]
     due.refresh_from_db()
@@ -92,7 +93,7 @@ def test_claim__respects_the_limit():
     for _ in range(5):
         make_job()
 
-    assert len(execution.claim(["default"], 3, "w", "w:1")) == 3
+    assert len(transitions.claim(["default"], 3, "w", "w:1")) == 3
     assert Job.objects.filter(status=JobStatus.READY).count() == 2
 
 
@@ -107,13 +108,13 @@ def test_claim_and_finish__use_a_fixed_number_of_queries_per_batch():
         make_job()
 
     with CaptureQueriesContext(connection) as claiming:
-        jobs = execution.claim(["default"], 20, "w", "w:1")
+        jobs = transitions.claim(["default"], 20, "w", "w:1")
     outcomes = [
         execution.Outcome(job=job, finished_at=timezone.now(), value=None)
         for job in jobs
     ]
     with CaptureQueriesContext(connection) as finishing:
-        execution.record_successes(outcomes)
+        transitions.record_successes(outcomes)
 
     assert len(jobs) == 20
     if connection.vendor == "postgresql":
@@ -135,7 +136,7 @@ def test_claim__is_prepared_once_per_connection_unless_turned_off(
     for _ in range(4):
         make_job()
 
-    claimed = [execution.claim(["default"], 1, "w", f"w:{i}") for i in range(4)]
+    claimed = [transitions.claim(["default"], 1, "w", f"w:{i}") for i in range(4)]
 
     assert all(len(jobs) == 1 for jobs in claimed)
     with connection.cursor() as cursor:
@@ -248,10 +249,10 @@ def test_recording_one_run__is_planned_once_per_connection(postgres_only, with_c
         done = [execution.Outcome(job=job, finished_at=timezone.now())]
         if with_claim:
             token = f"w:c{i}"
-            claimed = execution.claim(None, 1, "w", token, ready[i].pk, done)
+            claimed = recording.claim_after(done, None, 1, "w", token, ready[i].pk)
             assert [claimed_job.pk for claimed_job in claimed] == [ready[i].pk]
         else:
-            assert execution.record_successes(done) == {job.pk: JobStatus.SUCCESSFUL}
+            assert transitions.record_successes(done) == {job.pk: JobStatus.SUCCESSFUL}
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -288,7 +289,7 @@ def test_record_successes__skips_the_wal_flush_of_its_own_transaction_only(
     # A claim is never relaxed: it must survive a crash.
     make_job()
     with transaction.atomic():
-        assert len(execution.claim(["default"], 1, "w", "w:2")) == 1
+        assert len(transitions.claim(["default"], 1, "w", "w:2")) == 1
         assert synchronous_commit() == "on"
 
 

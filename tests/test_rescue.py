@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs import execution
+from jobs.core import transitions
 from jobs.maintenance import rescue
 from jobs.models import Job, JobQuerySet, JobStatus, WorkerProcess
 from tests.testapp import tasks
@@ -38,7 +38,7 @@ def test_rescue__keeps_a_job_whose_lease_was_renewed_after_the_rescuer_looked(
 
     def stalled_then_renewed(queryset, now=None):
         found = list(select_stalled(queryset, now))
-        execution.renew_leases(found)  # the worker's heartbeat lands now
+        transitions.renew_leases(found)  # the worker's heartbeat lands now
         return queryset.filter(pk__in=[row.pk for row in found])
 
     monkeypatch.setattr(JobQuerySet, "stalled", stalled_then_renewed)

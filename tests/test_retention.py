@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from jobs import execution
+from jobs.core import interventions
 from jobs.maintenance import prune as pruning
 from jobs.models import Job, JobStatus
 
@@ -87,7 +87,7 @@ def test_prune__keeps_a_job_an_admin_retried_after_the_ids_were_read(rows, monke
     delete_prunable = pruning.delete_prunable
 
     def retried_meanwhile(ids):
-        execution.retry_jobs([old])  # lands between the select and the DELETE
+        interventions.retry_jobs([old])  # lands between the select and the DELETE
         return delete_prunable(ids)
 
     monkeypatch.setattr(pruning, "delete_prunable", retried_meanwhile)

@@ -6,7 +6,7 @@ The row is the truth: a worker rebuilds the task a row was enqueued with
 
 from dataclasses import dataclass, fields, replace
 
-from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks import Task, TaskResult, TaskResultStatus, task_backends
 from django.tasks.base import TaskError
 from django.utils.module_loading import import_string
 
@@ -186,3 +186,9 @@ def task_errors(job):
         )
         for error in job.errors
     ]
+
+
+def sender(result):
+    """The backend class Django's task signals name as their sender, as the
+    backend itself does (`type(self)`), found by the result's alias."""
+    return type(task_backends[result.backend])

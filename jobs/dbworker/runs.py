@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from inspect import iscoroutinefunction
 
-from .. import conf, execution
+from .. import conf
+from ..core import execution
 from ..exceptions import JobTimeout
 
 

@@ -24,8 +24,10 @@ from django.db import DatabaseError, close_old_connections, connections
 from django.tasks import task_backends
 from django.utils import timezone
 
-from .. import conf, execution, heartbeat, maintenance
+from .. import conf, heartbeat, maintenance
+from ..core import execution, recording, transitions
 from ..exceptions import JobTimeout, TaskNotFound, WorkerInterrupted
+from ..log import log_event
 from ..maintenance.rescue import rescue_from_dead_neighbours
 from ..models import WorkerProcess
 from ..notify.listen import Listener
@@ -218,7 +220,7 @@ class Worker:
         if wanted <= 0:
             return 0, 0
         token = f"{self.worker_id}:{next(self._tokens)}"
-        jobs = execution.claim(self.queues, wanted, self.worker_id, token)
+        jobs = transitions.claim(self.queues, wanted, self.worker_id, token)
         claimed_at = time.monotonic()
         with self.available:
             self.buffer.extend((claimed_at, job) for job in jobs)
@@ -249,7 +251,7 @@ class Worker:
             entries = list(self.buffer)
             self.buffer = deque(e for e in entries if not goes(e[0]))
         jobs = [job for claimed_at, job in entries if goes(claimed_at)]
-        released = execution.release(jobs)
+        released = transitions.release(jobs)
         self.stats.claimed -= len(jobs)
         if released:
             logger.info("released %d claimed jobs that had not started", released)
@@ -332,7 +334,7 @@ class Worker:
         due = time.monotonic() - first_done >= conf.get("JOB_ACK_SECONDS")
         if not (force or due or len(self._unrecorded) >= self.ack_batch):
             return
-        execution.finish(self._unrecorded)
+        recording.finish(self._unrecorded)
         self.stats.finished += len(self._unrecorded)
         self._unrecorded = []
 
@@ -386,7 +388,7 @@ class Worker:
                 held += [o.job for o in self.finished]
                 held += [job for _, job in self.buffer]
             held += [o.job for o in self._unrecorded]
-            execution.renew_leases(held)
+            transitions.renew_leases(held)
             if not heartbeat.beat(self.worker_id):
                 self._register()
             self._next_heartbeat = now + conf.get("JOB_LEASE_SECONDS") / 3
@@ -432,7 +434,7 @@ class Worker:
         )
         with suppress(TaskNotFound):
             execution.describe(outcome, self.backend_alias)
-        execution.finish([outcome])
+        recording.finish([outcome])
         self.abandoned = [t for t in self.abandoned if t.is_alive()]
         if len(self.abandoned) > self.concurrency:
             logger.error(
@@ -450,13 +452,13 @@ class Worker:
         """Put the active jobs back as READY and leave the process now."""
         self._release_buffer()
         jobs = [r.job for r in self._running()]
-        put_back = execution.put_back(
+        put_back = transitions.put_back(
             jobs,
             WorkerInterrupted("The worker was stopped while this job ran."),
             give_up_when_exhausted=False,
         )
         for job in put_back:
-            execution.log_event("interrupted", job, level=logging.WARNING)
+            log_event("interrupted", job, level=logging.WARNING)
         heartbeat.unregister(self.worker_id)
         logger.warning(
             "worker %s aborted: %d active jobs put back",

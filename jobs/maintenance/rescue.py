@@ -12,8 +12,8 @@ at once: `rqworker.handover`.)
 import logging
 
 from .. import heartbeat
+from ..core.transitions import put_back
 from ..exceptions import WorkerLost
-from ..execution import put_back
 from ..log import log_event
 from ..models import DatabaseNow, Job, JobStatus
 

@@ -13,7 +13,8 @@ from functools import partial
 
 from django.db import transaction
 
-from .. import conf, postgres
+from .. import conf
+from ..core import postgres
 from ..models import Job
 from .listen import notify
 from .pusher import pusher

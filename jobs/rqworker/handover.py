@@ -6,8 +6,9 @@ import logging
 from contextlib import suppress
 from datetime import datetime
 
-from .. import execution
+from ..core import execution, recording, transitions
 from ..exceptions import TaskNotFound, WorkerLost
+from ..log import log_event
 from .timeouts import record_overrun, rq_timeout_as_job_timeout
 from .unrecorded import unrecorded
 
@@ -31,7 +32,7 @@ class HandOver:
         """In the work horse: run the job, report a success to the worker."""
         outcome = execution.run(self.job, guard=rq_timeout_as_job_timeout)
         if not outcome.succeeded:
-            execution.finish([outcome])
+            recording.finish([outcome])
             return "failed"
         finished_at = outcome.finished_at.isoformat()
         json.dump([outcome.value, finished_at, outcome.duration], self.report)
@@ -62,13 +63,13 @@ class HandOver:
         """Record a horse that ended without a readable report, unless it
         recorded a failure itself: timed out when the worker ended it at its
         hard limit, else lost. Retried now, not when the lease expires."""
-        if not execution.still_held(self.job):
+        if not transitions.still_held(self.job):
             return
         if self.overran is not None:
             record_overrun(self.job, self.job.timeout or self.overran)
             return
-        for job in execution.put_back([self.job], WorkerLost(how), True):
-            execution.log_event("rescued", job, level=logging.WARNING)
+        for job in transitions.put_back([self.job], WorkerLost(how), True):
+            log_event("rescued", job, level=logging.WARNING)
 
 
 handed_over = None  # the HandOver of the work horse being forked, if any

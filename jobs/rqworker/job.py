@@ -9,7 +9,7 @@ import logging
 from functools import partial
 from uuid import UUID
 
-from .. import execution
+from ..core import execution, recording
 from ..models import DatabaseNow, Job
 from ..notify import rq_push
 from . import handover
@@ -53,7 +53,7 @@ def execute(job_id):
     if outcome.succeeded:
         unrecorded.add(outcome)
         return "succeeded"
-    unrecorded.recorded_with(lambda successes: execution.finish([*successes, outcome]))
+    unrecorded.recorded_with(lambda successes: recording.finish([*successes, outcome]))
     return "failed"
 
 
@@ -64,8 +64,8 @@ def claim(job_id):
     """
     me = worker_id()
     claimed = unrecorded.recorded_with(
-        lambda successes: execution.claim(
-            None, 1, me, f"{me}:{job_id}", job_id=job_id, successes=successes
+        lambda successes: recording.claim_after(
+            successes, None, 1, me, f"{me}:{job_id}", job_id=job_id
         )
     )
     return claimed[0] if claimed else None

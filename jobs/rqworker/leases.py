@@ -8,7 +8,8 @@ from contextlib import contextmanager
 
 from django.db import DatabaseError, close_old_connections
 
-from .. import conf, execution
+from .. import conf
+from ..core import transitions
 
 logger = logging.getLogger("jobs.rq")
 
@@ -63,7 +64,7 @@ class LeaseKeeper:
                 with database_in_use:  # and so never holds `lock` in a fork
                     with self.lock:
                         jobs = list(self.held.values())
-                    execution.renew_leases(jobs)
+                    transitions.renew_leases(jobs)
             except DatabaseError as e:
                 logger.warning(
                     "could not renew the leases of %d jobs: %s", len(jobs), e

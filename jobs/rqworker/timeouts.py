@@ -13,7 +13,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
-from .. import conf, execution
+from .. import conf
+from ..core import execution, recording
 from ..exceptions import JobTimeout, TaskNotFound
 
 logger = logging.getLogger("jobs.rq")
@@ -70,7 +71,7 @@ def record_overrun(job, timeout, started=None):
         outcome.duration = time.monotonic() - started
     with suppress(TaskNotFound):
         execution.describe(outcome)
-    execution.finish([outcome])
+    recording.finish([outcome])
 
 
 class Watchdog:

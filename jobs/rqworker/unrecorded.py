@@ -4,7 +4,7 @@ import logging
 
 from django.db import DatabaseError, close_old_connections
 
-from .. import execution
+from ..core import recording
 from .leases import lease_keeper
 
 logger = logging.getLogger("jobs.rq")
@@ -28,7 +28,7 @@ class Unrecorded:
 
     def add(self, outcome):
         if not self.deferring:
-            execution.finish([outcome])
+            recording.finish([outcome])
             return
         lease_keeper.hold(outcome.job)
         self.outcomes.append(outcome)
@@ -48,7 +48,7 @@ class Unrecorded:
     def record(self):
         """Record them now (the worker is about to wait, or stops)."""
         if self.outcomes:
-            self.recorded_with(execution.finish)
+            self.recorded_with(recording.finish)
 
 
 unrecorded = Unrecorded()

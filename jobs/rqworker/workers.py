@@ -19,7 +19,8 @@ from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 from rq.worker import WorkerStatus
 
-from .. import conf, execution, heartbeat
+from .. import conf, heartbeat
+from ..core import transitions
 from ..notify import link, rq_push
 from ..notify.pusher import pusher
 from . import handover
@@ -216,7 +217,7 @@ class JobsWorker(JobsWorkerMixin, Worker):
         self.log.error("could not fork a work horse for job %s: %s", claimed.pk, error)
         with self.redis_may_fail("failing RQ job"):
             self.handle_job_failure(job, queue, exc_string=f"fork failed: {error}")
-        execution.release([claimed])  # pushes it again
+        transitions.release([claimed])  # pushes it again
         self.set_state(WorkerStatus.IDLE)
         time.sleep(1)  # forks that keep failing do not spin
 

@@ -1,7 +1,7 @@
 """The job console: list, inspect, retry and cancel jobs; the queue dashboard.
 
 No one adds or edits job rows by hand: the only writes are the retry and
-cancel transitions of `jobs.execution`, each behind its own permission.
+cancel transitions of `jobs.core.interventions`, each behind its own permission.
 """
 
 import json
@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-from .. import execution
+from ..core import interventions
 from ..models import Job, JobStatus
 from . import dashboard, rq_state
 
@@ -320,7 +320,7 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected jobs", permissions=["retry"])
     def retry_selected(self, request, queryset):
-        moved = execution.retry_jobs(queryset)
+        moved = interventions.retry_jobs(queryset)
         why = "only failed or cancelled jobs can be retried"
         text = f"Retried {plural(len(moved), 'job')}." + skipped_text(
             queryset, moved, why
@@ -331,7 +331,7 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected jobs", permissions=["cancel"])
     def cancel_selected(self, request, queryset):
-        cancelled, asked = execution.cancel_jobs(queryset)
+        cancelled, asked = interventions.cancel_jobs(queryset)
         text = f"Cancelled {plural(len(cancelled), 'job')}."
         if asked:
             text += f" Asked {plural(len(asked), 'running job')} to stop."
@@ -366,10 +366,10 @@ class JobAdmin(admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "can_retry": bool(job)
-            and job.status in execution.RETRYABLE
+            and job.status in interventions.RETRYABLE
             and self.has_retry_permission(request),
             "can_cancel": bool(job)
-            and job.status in execution.CANCELLABLE
+            and job.status in interventions.CANCELLABLE
             and not job.cancel_requested
             and self.has_cancel_permission(request),
         }

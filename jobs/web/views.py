@@ -10,7 +10,7 @@ from uuid import UUID
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import execution
+from ..core import interventions
 from ..models import Job, JobStatus
 
 
@@ -86,7 +86,7 @@ def job_detail(request, job):
 @require_POST
 @job_endpoint("retry_job")
 def job_retry(request, job):
-    if not execution.retry_jobs([job]):
+    if not interventions.retry_jobs([job]):
         return refused(request, job, "Only failed or cancelled jobs can be retried.")
     return changed(request, job)
 
@@ -94,7 +94,7 @@ def job_retry(request, job):
 @require_POST
 @job_endpoint("cancel_job")
 def job_cancel(request, job):
-    cancelled, asked = execution.cancel_jobs([job])
+    cancelled, asked = interventions.cancel_jobs([job])
     if not (cancelled or asked):
         return refused(
             request, job, "Only waiting, delayed or running jobs can be cancelled."

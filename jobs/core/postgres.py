@@ -18,8 +18,8 @@ from django.db import connections
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import JSONField
 
-from . import conf
-from .models import Job
+from .. import conf
+from ..models import Job
 
 # Lock up to `limit` due rows, skipping rows other claimers hold, and move
 # them to RUNNING. MATERIALIZED makes PostgreSQL run the SELECT once; inlined
