@@ -16,7 +16,7 @@ from .core import postgres
 from .core.tasks import JobTask, new_task_result, task_result
 from .exceptions import InvalidTaskArguments, JobQueueDisabled
 from .log import log_enabled, log_event
-from .models import Job
+from .models import Job, on_postgresql
 from .notify import doorbell
 
 
@@ -62,7 +62,7 @@ def parse_job_id(result_id):
 
 def insert(jobs, batch_size=10_000):
     """INSERT new job rows in the caller's transaction, in few statements."""
-    if not postgres.on_postgresql():
+    if not on_postgresql():
         Job.objects.bulk_create(jobs, batch_size=1000)
         return
     for start in range(0, len(jobs), batch_size):

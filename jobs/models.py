@@ -343,3 +343,8 @@ class Lease(models.Model):
 
     def __str__(self):
         return f"{self.name} held by {self.holder} until {self.expires_at}"
+
+
+def on_postgresql():
+    """Say whether jobs live on PostgreSQL (LISTEN/NOTIFY, the SQL fast path)."""
+    return connections[Job.objects.db].vendor == "postgresql"

@@ -130,11 +130,6 @@ CLAIM_AFTER_SUCCESSES = "".join(
 )
 
 
-def on_postgresql():
-    """Say whether jobs live on PostgreSQL, where this module's SQL runs."""
-    return connections[Job.objects.db].vendor == "postgresql"
-
-
 def claim(queues, limit, worker_id, token, lease_seconds, job_id=None, successes=()):
     """Claim up to `limit` due jobs in one statement; return them as jobs,
     and {job id: status recorded} of `successes`, recorded in that statement."""

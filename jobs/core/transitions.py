@@ -25,7 +25,14 @@ from django.utils import timezone
 from .. import conf
 from ..exceptions import JobCancelled
 from ..log import log_event
-from ..models import DatabaseNow, Job, JobStatus, JSONAppend, JSONPopLast
+from ..models import (
+    DatabaseNow,
+    Job,
+    JobStatus,
+    JSONAppend,
+    JSONPopLast,
+    on_postgresql,
+)
 from ..notify import doorbell
 from ..retry import RetryPolicy, decide
 from . import postgres
@@ -65,7 +72,7 @@ def claim(queues, limit, worker_id, token, job_id=None):
 def claim_recording(queues, limit, worker_id, token, job_id=None, successes=()):
     """`claim`, recording `successes` (finished runs not recorded yet) in the
     same statement on PostgreSQL; return (jobs, {job id: status recorded})."""
-    if postgres.on_postgresql():
+    if on_postgresql():
         jobs, recorded = postgres.claim(
             queues, limit, worker_id, token, lease_seconds(), job_id, successes
         )
@@ -181,7 +188,7 @@ def record_successes(outcomes):
     """
     if not outcomes:
         return {}
-    if postgres.on_postgresql():
+    if on_postgresql():
         return postgres.record_successes(outcomes)
     return record_successes_with_orm(outcomes)
 

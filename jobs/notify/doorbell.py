@@ -14,8 +14,7 @@ from functools import partial
 from django.db import transaction
 
 from .. import conf
-from ..core import postgres
-from ..models import Job
+from ..models import Job, on_postgresql
 from .listen import notify
 from .pusher import pusher
 from .rq_push import push, redis_enabled
@@ -33,7 +32,7 @@ def ring(jobs, inserted=False):
     if not jobs:
         return
     db = Job.objects.db
-    if postgres.on_postgresql() and not inserted:
+    if on_postgresql() and not inserted:
         notify({job.queue_name for job in jobs}, db)
     if redis_enabled():
         send = pusher.submit if conf.get("JOB_REDIS_PUSH_IN_BACKGROUND") else push

@@ -15,8 +15,6 @@ from rq.serializers import JSONSerializer
 
 from .. import conf
 from ..conf import rq_queue_names
-from ..core.tasks import resolve_task
-from ..exceptions import TaskNotFound
 from .link import redis_link
 
 logger = logging.getLogger("jobs.notify")
@@ -46,17 +44,14 @@ def push(jobs):
     if not jobs or link.resting():
         return 0
     now = timezone.now()
-    queues, timeouts, due = {}, {}, {}  # made once per push, not once per job
+    queues, due = {}, {}  # made once per push, not once per job
     try:
         with link.client.pipeline() as pipe:
             for job in jobs:
                 name = rq_queue_name(job.queue_name, job.priority)
                 if name not in queues:
                     queues[name] = rq_queue(name, link.client)
-                key = (job.task_path, job.timeout)
-                if key not in timeouts:
-                    timeouts[key] = rq_timeout(job)
-                timeout = timeouts[key]
+                timeout = rq_timeout(job)
                 if job.run_after > now:
                     enqueue_at(pipe, queues[name], job, timeout)
                 else:
@@ -134,18 +129,9 @@ def enqueue_many(pipe, queue, jobs):
 
 
 def rq_timeout(job):
-    """RQ's timeout for the job, in whole seconds; -1 for none.
-
-    The row's, which holds a `.using(timeout=...)` of the caller; the task's
-    only for a row stored before rows kept their options.
-    """
-    timeout = job.timeout
-    if timeout is None:
-        try:
-            timeout = getattr(resolve_task(job.task_path), "timeout", None)
-        except TaskNotFound:
-            timeout = None
-    return math.ceil(timeout) if timeout else -1
+    """RQ's timeout for the job: the row's (the task's, or the caller's
+    `.using(timeout=...)`), in whole seconds; -1 for none."""
+    return math.ceil(job.timeout) if job.timeout else -1
 
 
 # An RQ job in one of these states will not run again.

@@ -1,0 +1,69 @@
+"""The layout by role: imports point down, from the edges to the models."""
+
+import ast
+
+import pytest
+
+from .helpers import ROOT
+
+# Lower layers never import higher ones; a module may import its own layer.
+LAYERS = [
+    # The bottom: the table, settings, words and the registry of workers.
+    {"models", "conf", "exceptions", "log", "retry", "heartbeat", "migrations"},
+    {"notify"},  # the doorbell: NOTIFY and pushes to RQ
+    {"core"},  # tasks, transitions, running and recording a job
+    {"maintenance"},  # leader lock, rescue, re-dispatch, prune
+    {"dbworker", "rqworker", "backend"},  # the runners, and enqueue
+    {"web", "management", "apps", "examples"},  # people-facing edges
+]
+RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
+
+
+def part_of(module):
+    """The layer name of a module under `jobs` (its first name below it)."""
+    return module.split(".")[1] if module.startswith("jobs.") else None
+
+
+def imports(path):
+    """Yield the `jobs.*` modules the file at `path` imports."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    if path.name == "__init__.py":
+        package += ".__init__"
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level)[0] if node.level else ""
+            module = ".".join(filter(None, [base, node.module]))
+            if node.module is None:
+                yield from (f"{module}.{alias.name}" for alias in node.names)
+            else:
+                yield module
+
+
+MODULES = sorted((ROOT / "jobs").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports__point_down(path):
+    here = part_of(module_name(path))
+    upward = [
+        module
+        for module in imports(path)
+        if part_of(module) in RANK and RANK[part_of(module)] > RANK[here]
+    ]
+    assert upward == [], f"{here} (layer {RANK[here]}) imports {upward}"
+
+
+def module_name(path):
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def test_layers__name_every_part_of_the_package():
+    parts = {part_of(module_name(path)) for path in MODULES}
+    assert parts - {"__init__"} <= set(RANK)
+
+
+def test_imports__are_read_with_relative_imports_resolved():
+    found = set(imports(ROOT / "jobs" / "core" / "transitions.py"))
+    assert {"jobs.notify", "jobs.models", "jobs.core.postgres"} <= found
