@@ -51,9 +51,7 @@ def test_per_call_timeout__bounds_the_run_on_rqworker(start_rqworker, redis_serv
 
 @BOTH
 def test_timeout__is_not_swallowed_by_except_exception(start_rqworker, worker_class):
-    stuck = tasks.catch_exception_for.using(timeout=1, max_attempts=1).enqueue(
-        "caught", 120
-    )
+    stuck = tasks.loop_catching.using(timeout=1, max_attempts=1).enqueue("caught", 120)
     behind = tasks.record_run.enqueue("behind the loop")
 
     start_rqworker("--worker-class", worker_class)
@@ -66,8 +64,8 @@ def test_timeout__is_not_swallowed_by_except_exception(start_rqworker, worker_cl
 
 
 def test_forking_worker__ends_a_horse_that_swallows_its_timeout(start_rqworker):
-    stuck = tasks.swallow_everything_for.using(timeout=1, max_attempts=1).enqueue(
-        "swallowed", 120
+    stuck = tasks.loop_catching.using(timeout=1, max_attempts=1).enqueue(
+        "swallowed", 120, "BaseException"
     )
     behind = tasks.record_run.enqueue("behind the sleeper")
     # A long lease and no maintenance: only the hard limit can end it.
@@ -91,8 +89,8 @@ def test_forking_worker__ends_a_horse_that_swallows_its_timeout(start_rqworker):
 
 
 def test_simple_worker__ends_its_process_at_the_hard_limit(start_rqworker):
-    stuck = tasks.swallow_everything_for.using(timeout=1, max_attempts=1).enqueue(
-        "swallowed", 120
+    stuck = tasks.loop_catching.using(timeout=1, max_attempts=1).enqueue(
+        "swallowed", 120, "BaseException"
     )
     behind = tasks.record_run.enqueue("behind the sleeper")
     env = {

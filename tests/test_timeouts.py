@@ -32,7 +32,7 @@ def one_thread_worker(start_worker, **env):
 
 
 def test_timeout__ends_a_task_that_catches_exception(start_worker):
-    stuck = tasks.catch_exception_for.using(max_attempts=1).enqueue("caught", 60)
+    stuck = tasks.loop_catching.using(max_attempts=1).enqueue("caught", 60)
     behind = tasks.record_run.enqueue("behind")
     one_thread_worker(start_worker)
 
@@ -46,7 +46,7 @@ def test_timeout__ends_a_task_that_catches_exception(start_worker):
 @pytest.mark.parametrize(
     "stuck_task, args",
     [
-        (tasks.swallow_everything_for, ("swallowed", 60)),
+        (tasks.loop_catching, ("swallowed", 60, "BaseException")),
         (tasks.block_in_c, (60,)),
         (tasks.async_swallow_cancel, (60,)),
     ],
@@ -68,7 +68,7 @@ def test_hard_limit__ends_the_run_and_the_next_job_starts(
 
 
 def test_hard_limit__the_late_run_can_never_record(start_worker):
-    late = tasks.swallow_everything_for.using(max_attempts=1).enqueue("late", 3)
+    late = tasks.loop_catching.using(max_attempts=1).enqueue("late", 3, "BaseException")
     one_thread_worker(start_worker)
     wait_for(lambda: status_of(late) == JobStatus.FAILED, message="hard limit")
 

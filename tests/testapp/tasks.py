@@ -104,29 +104,18 @@ async def async_overrun(seconds):
 
 
 @task(timeout=0.5)
-def catch_exception_for(key, seconds):
-    """Loop in Python, catching Exception around each step, as tasks do."""
+def loop_catching(key, seconds, catch="Exception"):
+    """Loop in Python, catching `catch` around each step: Exception, as many
+    tasks do; or BaseException, which only the hard limit can end."""
+    caught = {"Exception": Exception, "BaseException": BaseException}[catch]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             time.sleep(0.01)
-        except Exception:  # noqa: S110 (the habit a timeout must survive)
+        except caught:  # noqa: S110 (the habit a timeout must survive)
             pass
     record(key)
     return "not stopped"
-
-
-@task(timeout=0.5)
-def swallow_everything_for(key, seconds):
-    """Catch even BaseException: only the hard limit can end this run."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            time.sleep(0.01)
-        except BaseException:  # noqa: S110
-            pass
-    record(key)
-    return "finished late"
 
 
 @task(timeout=0.5)
