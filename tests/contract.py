@@ -42,6 +42,12 @@ class BackendContract:
 
         wait_for(drained, timeout=120, message="every job to finish")
 
+    def run_to_the_end(self, result):
+        """Drain until every job finished; return `result` refreshed."""
+        self.drain_until_finished()
+        result.refresh()
+        return result
+
     def test_success__result_holds_return_value_and_one_attempt(self):
         result = tasks.add.enqueue(2, 3)
         assert result.status == TaskResultStatus.READY
@@ -57,11 +63,8 @@ class BackendContract:
         assert result.is_finished
 
     def test_failure__one_error_per_attempt_then_failed(self):
-        result = tasks.always_fail.enqueue()
+        result = self.run_to_the_end(tasks.always_fail.enqueue())
 
-        self.drain_until_finished()
-
-        result.refresh()
         assert result.status == TaskResultStatus.FAILED
         assert result.attempts == 2
         assert len(result.errors) == 2
@@ -71,11 +74,8 @@ class BackendContract:
             _ = result.return_value
 
     def test_retry__fails_twice_then_succeeds_with_growing_delays(self):
-        result = tasks.fail_times.enqueue("retry", times=2)
+        result = self.run_to_the_end(tasks.fail_times.enqueue("retry", times=2))
 
-        self.drain_until_finished()
-
-        result.refresh()
         job = Job.objects.get(pk=result.id)
         assert result.status == TaskResultStatus.SUCCESSFUL
         assert result.return_value == 3
@@ -92,11 +92,8 @@ class BackendContract:
         assert Run.objects.get(key="retry").attempt == 3
 
     def test_permanent_failure__no_retry(self):
-        result = tasks.fail_permanently.enqueue()
+        result = self.run_to_the_end(tasks.fail_permanently.enqueue())
 
-        self.drain_until_finished()
-
-        result.refresh()
         assert result.status == TaskResultStatus.FAILED
         assert result.attempts == 1
         assert result.errors[0].exception_class_path.endswith("PermanentFailure")
