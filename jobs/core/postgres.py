@@ -30,7 +30,7 @@ from ..models import Job
 # which no index can answer, so the primary key finds the rows. A plain
 # `status = 'READY'` let the planner walk every READY row instead whenever
 # its statistics were taken with few of them (a queue just filled): each
-# claim then cost O(waiting jobs), 8 ms per batch of 25 with 1,000 waiting.
+# claim then cost O(waiting jobs).
 #
 # Due times and leases are read on the database's clock (`statement_timestamp()`,
 # as Django's `Now()`), never a worker's: workers on hosts whose clocks
@@ -79,7 +79,7 @@ RETURNING job.id, job.status
 # How the runs travel, by `done_kind`.
 DONE = {
     # As arrays, in binary (`%b`): psycopg builds a text array element by
-    # element, quoting each, which cost 850 us per batch of 50 against 490 us.
+    # element, quoting each; a binary array is sent as it is.
     "many": {
         "done": """unnest(
     %(done_ids)b::uuid[], %(done_tokens)b::text[],
@@ -90,8 +90,8 @@ DONE = {
     # A single run as plain values. With arrays PostgreSQL planned the
     # prepared statement afresh on every execution: its generic plan guesses
     # ten elements, which looks dearer than a plan for the one it is given.
-    # The RQ path records one run per statement, and replanning cost 0.25 ms
-    # of its 0.5 ms. Here the generic plan knows there is one row and is kept.
+    # The RQ path records one run per statement, where replanning costs as
+    # much as running. Here the generic plan knows there is one row and is kept.
     "one": {
         "done": """(VALUES (
     %(done_id)s::uuid, %(done_token)s::text,
@@ -108,8 +108,8 @@ DONE = {
 # the rescuer runs them again, as when a worker is killed before recording.
 # A job still runs at least once and never twice at once. Claims stay
 # durable: a forgotten claim would let a second worker run the job while
-# the first still does. On the benchmark machine each flush took 1-10 ms,
-# half of a database worker's time.
+# the first still does. A flush waits for the disk once per batch, the
+# largest part of a database worker's time.
 WITHOUT_FLUSH = (
     "\n    CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) s"
 )
@@ -142,7 +142,7 @@ def claim(queues, limit, worker_id, token, lease_seconds, job_id=None, successes
     }
     if queues is not None and len(queues) == 1:
         # `=` lets the claim index return rows in order; `= ANY(...)` makes
-        # PostgreSQL read and sort every due row (5 ms at 10,000 rows).
+        # PostgreSQL read and sort every due row.
         filters += " AND queue_name = %(queue)s"
         params["queue"] = next(iter(queues))
     elif queues is not None:
@@ -279,9 +279,8 @@ class PreparingCursor(ServerBindingCursor):
     """A server-binding cursor that prepares each statement on first use.
 
     The hot statements are the same text every time, and PostgreSQL spent
-    longer planning them than running them (the claim: 0.8 ms to plan,
-    0.5 ms to run, on the 2-core benchmark machine). A prepared statement is
-    planned once per connection.
+    longer planning them than running them. A prepared statement is planned
+    once per connection.
     """
 
     def execute(self, query, params=None, *, prepare=None, binary=None):
@@ -300,7 +299,7 @@ def bound_cursor(connection):
 
     Django's default psycopg cursor binds them on the client, quoting every
     value into the SQL text: for the hot statements that cost more than the
-    server's work (a single enqueue: 670 -> 560 us). The statements are
+    server's work. The statements are
     prepared (`JOB_PREPARED_STATEMENTS`); only these: Django's own cursors
     prepare nothing unless the database's OPTIONS ask for it. Errors, query
     logging and execute wrappers stay Django's.

@@ -19,8 +19,8 @@ class HandOver:
     The worker claims, renews the lease and records a success with its own
     database connection, kept across jobs; the horse only runs the task and
     writes its return value to `report`. So a no-op job costs the horse no
-    database connection (a new PostgreSQL connection took 4 ms). A failure
-    the horse records itself, with a connection of its own.
+    database connection (a new PostgreSQL connection is dearer than a short
+    job). A failure the horse records itself, with a connection of its own.
     """
 
     def __init__(self, job, report):

@@ -24,8 +24,8 @@ database_in_use = threading.Lock()
 class LeaseKeeper:
     """Renew the leases of the jobs this process runs, from one thread.
 
-    One thread per process, started with the first job, not one per job: a
-    thread start cost more than a no-op job. A forked work horse starts its
+    One thread per process, started with the first job, not one per job (a
+    thread start is dearer than a short job). A forked work horse starts its
     own (threads do not survive a fork).
     """
 
