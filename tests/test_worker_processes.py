@@ -154,9 +154,13 @@ def test_sigterm__claimed_jobs_that_never_started_are_released_uncounted(
 @pytest.mark.django_db(transaction=True)
 def test_dev_ctrl_c__running_job_finishes_and_both_stop(start_worker):
     dev = start_worker("--addrport", f"127.0.0.1:{free_port()}", command="dev")
+    # Its first progress report proves it runs: a job claimed but not yet
+    # taken by a thread reads RUNNING too, and a stop gives it back.
     wait_for(
         lambda: Job.objects.filter(
-            task_path="jobs.examples.index_repository", status=JobStatus.RUNNING
+            task_path="jobs.examples.index_repository",
+            status=JobStatus.RUNNING,
+            progress__isnull=False,
         ).exists(),
         timeout=60,
         message="the 5 s example job to start",
