@@ -2,11 +2,15 @@
 task_finished signal): each run at most once."""
 
 import logging
+from contextlib import suppress
 
 from django.tasks.signals import task_finished
+from django.utils import timezone
 
+from ..exceptions import JobTimeout, TaskNotFound
 from ..log import log_event
 from ..models import JobStatus
+from . import execution
 from .tasks import (
     sender,
     update_task_result,
@@ -84,3 +88,18 @@ def announce(outcome, event):
     if outcome.result is not None:
         result = update_task_result(outcome.result, job)
         task_finished.send(sender=sender(result), task_result=result)
+
+
+def record_hard_timeout(job, timeout, how, duration=0.0, backend_alias="default"):
+    """Record a run its worker ended at the hard limit (its timeout and the
+    grace) as timed out: retried or FAILED by the job's retry policy, under
+    the run's lease token, so the run itself can record nothing after."""
+    error = JobTimeout(
+        f"{execution.timeout_message(timeout)} It did not stop within the grace; {how}."
+    )
+    outcome = execution.Outcome(
+        job=job, error=error, finished_at=timezone.now(), duration=duration
+    )
+    with suppress(TaskNotFound):
+        execution.describe(outcome, backend_alias)
+    finish([outcome])

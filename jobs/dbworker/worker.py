@@ -16,17 +16,15 @@ import signal
 import threading
 import time
 from collections import deque
-from contextlib import suppress
 from dataclasses import dataclass
 from itertools import count
 
 from django.db import DatabaseError, close_old_connections, connections
 from django.tasks import task_backends
-from django.utils import timezone
 
 from .. import conf, heartbeat, maintenance
 from ..core import execution, recording, transitions
-from ..exceptions import JobTimeout, TaskNotFound, WorkerInterrupted
+from ..exceptions import WorkerInterrupted
 from ..log import log_event
 from ..maintenance.rescue import rescue_from_dead_neighbours
 from ..models import WorkerProcess
@@ -422,19 +420,13 @@ class Worker:
             running.abandoned = True
             self.threads.remove(running.thread)
             self.abandoned.append(running.thread)
-        error = JobTimeout(
-            execution.timeout_message(running.timeout)
-            + " It did not stop within the grace; its thread was abandoned."
-        )
-        outcome = execution.Outcome(
-            job=running.job,
-            error=error,
-            finished_at=timezone.now(),
+        recording.record_hard_timeout(
+            running.job,
+            running.timeout,
+            "its thread was abandoned",
             duration=running.timeout + conf.get("JOB_TIMEOUT_GRACE_SECONDS"),
+            backend_alias=self.backend_alias,
         )
-        with suppress(TaskNotFound):
-            execution.describe(outcome, self.backend_alias)
-        recording.finish([outcome])
         self.abandoned = [t for t in self.abandoned if t.is_alive()]
         if len(self.abandoned) > self.concurrency:
             logger.error(

@@ -7,15 +7,14 @@ import os
 import sys
 import threading
 import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 from django.db import DatabaseError
-from django.utils import timezone
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from .. import conf
 from ..core import execution, recording
-from ..exceptions import JobTimeout, TaskNotFound
+from ..exceptions import JobTimeout
 
 logger = logging.getLogger("jobs.rq")
 
@@ -60,18 +59,9 @@ class JobsDeathPenalty(UnixSignalDeathPenalty):
 
 
 def record_overrun(job, timeout, started=None):
-    """Record `job` as timed out by the hard limit: retried or FAILED by its
-    retry policy, under its lease token, so the run can record nothing after."""
-    error = JobTimeout(
-        execution.timeout_message(timeout)
-        + " It did not stop within the grace, and was ended."
-    )
-    outcome = execution.Outcome(job=job, error=error, finished_at=timezone.now())
-    if started is not None:
-        outcome.duration = time.monotonic() - started
-    with suppress(TaskNotFound):
-        execution.describe(outcome)
-    recording.finish([outcome])
+    """Record `job`, which its worker ended at the hard limit, as timed out."""
+    duration = 0.0 if started is None else time.monotonic() - started
+    recording.record_hard_timeout(job, timeout, "it was ended", duration=duration)
 
 
 class Watchdog:
