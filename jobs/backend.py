@@ -12,11 +12,11 @@ from django.utils import timezone
 from django.utils.json import normalize_json
 
 from . import conf
-from .core import postgres
+from .core import hot_path
 from .core.tasks import JobTask, new_task_result, task_result
 from .exceptions import InvalidTaskArguments, JobQueueDisabled
 from .log import log_enabled, log_event
-from .models import Job, on_postgresql
+from .models import Job
 from .notify import doorbell
 
 
@@ -60,18 +60,6 @@ def parse_job_id(result_id):
         raise TaskResultDoesNotExist(f"{result_id!r} is not a job id.") from None
 
 
-def insert(jobs, batch_size=10_000):
-    """INSERT new job rows in the caller's transaction, in few statements."""
-    if not on_postgresql():
-        Job.objects.bulk_create(jobs, batch_size=1000)
-        return
-    for start in range(0, len(jobs), batch_size):
-        postgres.insert_jobs(jobs[start : start + batch_size])
-    for job in jobs:
-        job._state.adding = False
-        job._state.db = Job.objects.db
-
-
 class JobsBackend(BaseTaskBackend):
     """Store each task as a `jobs.Job` row in the caller's transaction."""
 
@@ -99,7 +87,7 @@ class JobsBackend(BaseTaskBackend):
         refuse_when_disabled(task)
         self.validate_task(task)
         job = self._new_job(task, args, kwargs, timezone.now())
-        insert([job])
+        hot_path.insert([job])
         doorbell.ring([job], inserted=True)
         return self._announce(job, task_result(job, self.alias, task=task))
 
@@ -114,7 +102,7 @@ class JobsBackend(BaseTaskBackend):
         now = timezone.now()
         make = self._job_maker(task, now)
         jobs = [make(args, kwargs) for args, kwargs in calls]
-        insert(jobs)
+        hot_path.insert(jobs)
         doorbell.ring(jobs, inserted=True)
         return [
             self._announce(job, new_task_result(job, self.alias, task)) for job in jobs

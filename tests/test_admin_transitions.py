@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs.core import execution, interventions, recording, transitions
+from jobs.core import execution, hot_path, interventions, recording
 from jobs.maintenance import rescue
 from jobs.models import Job, JobStatus
 
@@ -36,7 +36,7 @@ def failed_job(**fields):
 
 def claimed(job):
     """Claim `job` as a worker would and return the claimed row."""
-    return transitions.claim(None, 1, "w:1:x", f"w:1:x:{job.pk}", job_id=job.pk)[0]
+    return hot_path.claim(None, 1, "w:1:x", f"w:1:x:{job.pk}", job_id=job.pk)[0]
 
 
 def test_retry__failed_job_is_ready_now_with_fresh_attempts_and_old_errors():

@@ -5,7 +5,7 @@ import pytest
 from django.db import DatabaseError, transaction
 from django.tasks.signals import task_finished
 
-from jobs.core import execution, recording, transitions
+from jobs.core import execution, hot_path, recording, transitions
 from jobs.maintenance import redispatch
 from jobs.models import Job, JobStatus
 from jobs.notify import pusher
@@ -31,7 +31,7 @@ def announced():
 
 
 def claim_all():
-    return transitions.claim(None, 100, "w:1:x", "w:1:x:1")
+    return hot_path.claim(None, 100, "w:1:x", "w:1:x:1")
 
 
 def test_finish__announces_only_the_successes_it_recorded(announced):

@@ -11,18 +11,19 @@ from ..exceptions import JobTimeout, TaskNotFound
 from ..log import log_event
 from ..models import JobStatus
 from . import execution
+from .hot_path import claim_recording, record_successes
 from .tasks import (
     sender,
     update_task_result,
 )
-from .transitions import claim_recording, record_failure, record_successes
+from .transitions import record_failure
 
 logger = logging.getLogger("jobs")
 
 
 def claim_after(successes, queues, limit, worker_id, token, job_id=None):
     """Record and announce `successes` (as `finish` would) and claim, in one
-    statement on PostgreSQL; return the claimed jobs (`transitions.claim`)."""
+    statement on PostgreSQL; return the claimed jobs (`hot_path.claim`)."""
     jobs, recorded = claim_recording(queues, limit, worker_id, token, job_id, successes)
     if successes:
         settle(successes, recorded)

@@ -12,6 +12,7 @@ from django.utils.module_loading import import_string
 
 from ..exceptions import TaskNotFound
 from ..models import JobStatus
+from ..upstream import RETURN_VALUE_FIELD
 
 # Django's TaskResult knows four states; a cancelled job is finished and did
 # not succeed, so callers see it as FAILED (the row keeps CANCELLED).
@@ -132,7 +133,7 @@ def task_result(job, backend_alias, task=None):
         errors=task_errors(job),
         worker_ids=list(job.worker_ids),
     )
-    object.__setattr__(result, "_return_value", job.return_value)
+    object.__setattr__(result, RETURN_VALUE_FIELD, job.return_value)
     return result
 
 
@@ -153,7 +154,7 @@ def new_task_result(job, backend_alias, task):
         ("backend", backend_alias),
         ("errors", []),
         ("worker_ids", []),
-        ("_return_value", None),
+        (RETURN_VALUE_FIELD, None),
     ):
         object.__setattr__(result, name, value)
     return result
@@ -170,7 +171,7 @@ def update_task_result(result, job):
         "last_attempted_at": job.last_attempted_at,
         "errors": task_errors(job),
         "worker_ids": list(job.worker_ids),
-        "_return_value": job.return_value,
+        RETURN_VALUE_FIELD: job.return_value,
     }
     for name, value in changes.items():
         object.__setattr__(result, name, value)

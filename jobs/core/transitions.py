@@ -1,115 +1,32 @@
-"""Transitions: every change of a job's state, each one guarded statement.
+"""Transitions: every change of a running job's state but the hot path's
+(claim and success, in `hot_path`), each one guarded statement.
 
 Every transition out of RUNNING is guarded on the lease token the run was
-claimed with (`held`); one that updates nothing means someone else moved the
-job first (a rescuer, an admin): it is logged and never overwritten. Leases
-and due times are on the database's clock (`DatabaseNow`).
+claimed with (`guard.held`); one that updates nothing means someone else
+moved the job first (a rescuer, an admin): it is logged and never
+overwritten. Leases and due times are on the database's clock.
 """
 
 import logging
-from datetime import timedelta
 
-from django.db import transaction
-from django.db.models import (
-    Case,
-    DateTimeField,
-    ExpressionWrapper,
-    F,
-    Q,
-    Value,
-    When,
-)
-from django.db.models.functions import Coalesce
+from django.db.models import Case, F, When
 from django.utils import timezone
 
 from .. import conf
 from ..exceptions import JobCancelled
 from ..log import log_event
-from ..models import (
-    DatabaseNow,
-    Job,
-    JobStatus,
-    JSONAppend,
-    JSONPopLast,
-    on_postgresql,
-)
+from ..models import DatabaseNow, JobStatus, JSONPopLast
 from ..notify import doorbell
 from ..retry import RetryPolicy, decide
-from . import postgres
+from .guard import (
+    db_now_plus,
+    finished_at_unless_cancel_requested,
+    held,
+    lease_expiry,
+    unless_cancel_requested,
+)
 
 logger = logging.getLogger("jobs")
-
-
-def lease_seconds():
-    return conf.get("JOB_LEASE_SECONDS")
-
-
-def db_now_plus(seconds):
-    """The database's clock plus `seconds`, as an expression for a statement.
-
-    Leases, due times and their expiry are read and written on the database's
-    clock only, so hosts whose clocks disagree still agree on who holds a job.
-    """
-    return ExpressionWrapper(
-        DatabaseNow() + Value(timedelta(seconds=seconds)), output_field=DateTimeField()
-    )
-
-
-def lease_expiry():
-    """When a lease taken or renewed now expires, on the database's clock."""
-    return db_now_plus(lease_seconds())
-
-
-def claim(queues, limit, worker_id, token, job_id=None):
-    """Claim up to `limit` due jobs of `queues` (None: any): READY -> RUNNING.
-
-    Each claimed row counts one more attempt, records `worker_id` and carries
-    `token` and a fresh lease. Returns the claimed jobs, highest priority first.
-    """
-    return claim_recording(queues, limit, worker_id, token, job_id)[0]
-
-
-def claim_recording(queues, limit, worker_id, token, job_id=None, successes=()):
-    """`claim`, recording `successes` (finished runs not recorded yet) in the
-    same statement on PostgreSQL; return (jobs, {job id: status recorded})."""
-    if on_postgresql():
-        jobs, recorded = postgres.claim(
-            queues, limit, worker_id, token, lease_seconds(), job_id, successes
-        )
-    else:
-        recorded = record_successes_with_orm(successes) if successes else {}
-        jobs = claim_with_orm(queues, limit, worker_id, token, job_id)
-    jobs.sort(key=lambda job: (-job.priority, job.run_after))
-    return jobs, recorded
-
-
-def claim_with_orm(queues, limit, worker_id, token, job_id=None):
-    """The claim on databases other than PostgreSQL (`postgres.claim`)."""
-    candidates = Job.objects.claimable(queues, DatabaseNow())
-    if job_id is not None:
-        candidates = candidates.filter(pk=job_id)
-    # The selected rows stay locked until this short transaction commits;
-    # other claimers skip them. The ids are fetched first on purpose: inside
-    # `UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP LOCKED)` PostgreSQL may
-    # run the subquery more than once and claim more than `limit` rows.
-    with transaction.atomic(using=Job.objects.db):
-        ids = list(
-            candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[
-                :limit
-            ]
-        )
-        if not ids:
-            return []
-        jobs = Job.objects.filter(pk__in=ids, status=JobStatus.READY).update_returning(
-            status=JobStatus.RUNNING,
-            attempts=F("attempts") + 1,
-            worker_ids=JSONAppend(F("worker_ids"), Value(worker_id)),
-            started_at=Coalesce(F("started_at"), DatabaseNow()),
-            last_attempted_at=DatabaseNow(),
-            lease_token=token,
-            lease_expires_at=lease_expiry(),
-        )
-    return jobs
 
 
 def release(jobs):
@@ -138,30 +55,8 @@ def release(jobs):
     return len(released)
 
 
-def held(jobs):
-    """Select `jobs` that are still RUNNING under the lease token each was
-    claimed with: the guard of every transition out of RUNNING."""
-    jobs = list(jobs)
-    if len(jobs) == 1:
-        (job,) = jobs
-        return Job.objects.filter(
-            pk=job.pk, status=JobStatus.RUNNING, lease_token=job.lease_token
-        )
-    by_token = Q()
-    for token, pks in group_by_token(jobs).items():
-        by_token |= Q(lease_token=token, pk__in=pks)
-    return Job.objects.filter(by_token, status=JobStatus.RUNNING)
-
-
-def group_by_token(jobs):
-    groups = {}
-    for job in jobs:
-        groups.setdefault(job.lease_token, []).append(job.pk)
-    return groups
-
-
 def renew_leases(jobs):
-    """Extend the lease of jobs this worker still runs: the heartbeat."""
+    """Extend the lease of jobs this worker still runs, so no rescuer takes them."""
     if not jobs:
         return 0
     return held(jobs).update(lease_expires_at=lease_expiry())
@@ -179,39 +74,6 @@ def report_progress(job, percent, message=""):
 def still_held(job):
     """Say whether `job` is still RUNNING under the lease it was claimed with."""
     return held([job]).exists()
-
-
-def record_successes(outcomes):
-    """RUNNING -> SUCCESSFUL (CANCELLED if asked to) for many jobs in one UPDATE.
-
-    Return {job id: status recorded} of the rows this worker still held.
-    """
-    if not outcomes:
-        return {}
-    if on_postgresql():
-        return postgres.record_successes(outcomes)
-    return record_successes_with_orm(outcomes)
-
-
-def record_successes_with_orm(outcomes):
-    return_value = Job._meta.get_field("return_value")
-    values = {
-        "status": unless_cancel_requested(JobStatus.SUCCESSFUL),
-        "lease_expires_at": None,
-    }
-    values["finished_at"] = Case(
-        *(When(pk=o.job.pk, then=Value(o.finished_at)) for o in outcomes)
-    )
-    if any(o.value is not None for o in outcomes):
-        values["return_value"] = Case(
-            *(
-                When(pk=o.job.pk, then=Value(o.value, output_field=return_value))
-                for o in outcomes
-            ),
-            output_field=return_value,
-        )
-    recorded = held(o.job for o in outcomes).update_returning(**values)
-    return {job.pk: job.status for job in recorded}
 
 
 def record_failure(outcome):
@@ -301,25 +163,6 @@ def adopt(job, row, ring=False, quiet=False):
     if ring and job.status == JobStatus.READY:
         doorbell.ring([job])
     return job.status
-
-
-def unless_cancel_requested(status):
-    """Return `status` as an expression that is CANCELLED when the row's
-    cancel was requested, so a cancel and the end of a run never race."""
-    return Case(
-        When(cancel_requested=True, then=Value(JobStatus.CANCELLED)),
-        default=Value(status),
-        output_field=Job._meta.get_field("status"),
-    )
-
-
-def finished_at_unless_cancel_requested(finished_at, now):
-    """Return `finished_at`, or `now` when the row's cancel was requested."""
-    return Case(
-        When(cancel_requested=True, then=Value(now)),
-        default=Value(finished_at),
-        output_field=DateTimeField(),
-    )
 
 
 def error_entry(job, exception, tb):

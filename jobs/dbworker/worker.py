@@ -23,7 +23,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from django.tasks import task_backends
 
 from .. import conf, heartbeat, maintenance
-from ..core import execution, recording, transitions
+from ..core import execution, hot_path, recording, transitions
 from ..exceptions import WorkerInterrupted
 from ..log import log_event
 from ..maintenance.rescue import rescue_from_dead_neighbours
@@ -218,7 +218,7 @@ class Worker:
         if wanted <= 0:
             return 0, 0
         token = f"{self.worker_id}:{next(self._tokens)}"
-        jobs = transitions.claim(self.queues, wanted, self.worker_id, token)
+        jobs = hot_path.claim(self.queues, wanted, self.worker_id, token)
         claimed_at = time.monotonic()
         with self.available:
             self.buffer.extend((claimed_at, job) for job in jobs)

@@ -4,7 +4,7 @@ runs a duty (the maintenance duties, under `MAINTENANCE`)."""
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from ..core.transitions import db_now_plus
+from ..core.guard import db_now_plus
 from ..models import DatabaseNow, Lease
 
 MAINTENANCE = "maintenance"

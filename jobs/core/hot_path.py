@@ -1,0 +1,357 @@
+"""The hot path: the statements every job passes through (enqueue, claim,
+record a success), each in its two forms side by side.
+
+The ORM form runs on SQLite (and any other database); the SQL form runs on
+PostgreSQL, which production runs, where compiling the ORM's statements cost
+more CPU per job than running them. Both forms of a statement mean the same
+and return the same; `tests/test_hot_path.py` runs one set of cases against
+both. This module is longer than most on purpose: splitting the forms apart
+is how they would drift.
+"""
+
+from functools import cache
+from operator import attrgetter
+
+from django.db import connections, transaction
+from django.db.models import Case, F, Value, When
+from django.db.models.functions import Coalesce
+
+from ..models import DatabaseNow, Job, JobStatus, JSONAppend, on_postgresql
+from .guard import held, lease_expiry, lease_seconds, unless_cancel_requested
+from .postgres import bound_cursor, is_json, jobs_from, json_or_none
+
+# -- Claim: READY -> RUNNING ---------------------------------------------------
+
+
+def claim(queues, limit, worker_id, token, job_id=None):
+    """Claim up to `limit` due jobs of `queues` (None: any): READY -> RUNNING.
+
+    Each claimed row counts one more attempt, records `worker_id` and carries
+    `token` and a fresh lease. Returns the claimed jobs, highest priority first.
+    """
+    return claim_recording(queues, limit, worker_id, token, job_id)[0]
+
+
+def claim_recording(queues, limit, worker_id, token, job_id=None, successes=()):
+    """`claim`, recording `successes` (finished runs not recorded yet) first;
+    return (jobs, {job id: status recorded})."""
+    form = claim_with_sql if on_postgresql() else claim_with_orm
+    jobs, recorded = form(queues, limit, worker_id, token, job_id, successes)
+    jobs.sort(key=lambda job: (-job.priority, job.run_after))
+    return jobs, recorded
+
+
+def claim_with_orm(queues, limit, worker_id, token, job_id=None, successes=()):
+    """The claim as the ORM writes it: two statements in a short transaction."""
+    recorded = record_successes_with_orm(successes) if successes else {}
+    candidates = Job.objects.claimable(queues, DatabaseNow())
+    if job_id is not None:
+        candidates = candidates.filter(pk=job_id)
+    # The selected rows stay locked until this short transaction commits;
+    # other claimers skip them. The ids are fetched first on purpose: inside
+    # `UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP LOCKED)` PostgreSQL may
+    # run the subquery more than once and claim more than `limit` rows.
+    with transaction.atomic(using=Job.objects.db):
+        ids = list(
+            candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[
+                :limit
+            ]
+        )
+        if not ids:
+            return [], recorded
+        jobs = Job.objects.filter(pk__in=ids, status=JobStatus.READY).update_returning(
+            status=JobStatus.RUNNING,
+            attempts=F("attempts") + 1,
+            worker_ids=JSONAppend(F("worker_ids"), Value(worker_id)),
+            started_at=Coalesce(F("started_at"), DatabaseNow()),
+            last_attempted_at=DatabaseNow(),
+            lease_token=token,
+            lease_expires_at=lease_expiry(),
+        )
+    return jobs, recorded
+
+
+# Lock up to `limit` due rows, skipping rows other claimers hold, and move
+# them to RUNNING. MATERIALIZED makes PostgreSQL run the SELECT once; inlined
+# as `id IN (SELECT ...)` it may run it again and claim more than `limit`
+# rows under concurrency.
+#
+# Statements that find rows by id test their status as `(...) IS TRUE`,
+# which no index can answer, so the primary key finds the rows. A plain
+# `status = 'READY'` let the planner walk every READY row instead whenever
+# its statistics were taken with few of them (a queue just filled): each
+# claim then cost O(waiting jobs).
+#
+# Due times and leases are on the database's clock (`statement_timestamp()`,
+# as `DatabaseNow`), never a worker's.
+PICK_AND_CLAIM = """
+picked AS MATERIALIZED (
+    SELECT id FROM jobs_job
+    WHERE {due} AND run_after <= statement_timestamp() {filters}
+    ORDER BY priority DESC, run_after
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs_job AS job SET
+        status = 'RUNNING',
+        attempts = job.attempts + 1,
+        worker_ids = job.worker_ids || jsonb_build_array(%(worker_id)s::text),
+        started_at = COALESCE(job.started_at, statement_timestamp()),
+        last_attempted_at = statement_timestamp(),
+        lease_token = %(token)s,
+        lease_expires_at = statement_timestamp()
+            + %(lease_seconds)s * interval '1 second'
+    FROM picked
+    WHERE job.id = picked.id AND (job.status = 'READY') IS TRUE
+    RETURNING {columns}
+)
+"""
+# The claim index answers `status = 'READY'` in queue and priority order;
+# a claim of one job by id must use the primary key instead.
+DUE_IN_ORDER = "status = 'READY'"
+DUE_BY_ID = "id = %(job_id)s AND (status = 'READY') IS TRUE"
+CLAIM = "".join(["WITH ", PICK_AND_CLAIM, "SELECT * FROM claimed"])
+
+
+def claim_with_sql(queues, limit, worker_id, token, job_id=None, successes=()):
+    """The claim as one statement, which records `successes` too."""
+    filters = ""
+    params = {
+        "limit": limit,
+        "worker_id": worker_id,
+        "token": token,
+        "lease_seconds": float(lease_seconds()),
+    }
+    if queues is not None and len(queues) == 1:
+        # `=` lets the claim index return rows in order; `= ANY(...)` makes
+        # PostgreSQL read and sort every due row.
+        filters += " AND queue_name = %(queue)s"
+        params["queue"] = next(iter(queues))
+    elif queues is not None:
+        filters += " AND queue_name = ANY(%(queues)s)"
+        params["queues"] = list(queues)
+    by_id = job_id is not None
+    if by_id:
+        params["job_id"] = job_id
+    connection = connections[Job.objects.db]
+    with bound_cursor(connection) as cursor:
+        if not successes:
+            cursor.execute(claim_sql(filters, by_id), params)
+            return jobs_from(cursor.fetchall(), connection), {}
+        sql = claim_sql(filters, by_id, done_kind(successes))
+        cursor.execute(sql, params | success_params(successes))
+        rows = cursor.fetchall()
+    ids, statuses = rows[0][:2]
+    recorded = dict(zip(ids or (), statuses or (), strict=True))
+    claimed = [row[2:] for row in rows if row[2] is not None]
+    return jobs_from(claimed, connection), recorded
+
+
+@cache
+def claim_sql(filters, by_id, done=None):
+    """The claim statement; with `done` (a `done_kind`) it records runs too."""
+    columns = ", ".join(f"job.{field.column}" for field in Job._meta.concrete_fields)
+    due = DUE_BY_ID if by_id else DUE_IN_ORDER
+    if done is None:
+        return CLAIM.format(due=due, filters=filters, columns=columns)
+    return CLAIM_AFTER_SUCCESSES.format(
+        due=due, filters=filters, columns=columns, no_flush="", **DONE[done]
+    )
+
+
+# -- Record successes: RUNNING -> SUCCESSFUL -----------------------------------
+
+
+def record_successes(outcomes):
+    """RUNNING -> SUCCESSFUL (CANCELLED if asked to) for many jobs in one UPDATE.
+
+    Return {job id: status recorded} of the rows this worker still held.
+    """
+    if not outcomes:
+        return {}
+    form = record_successes_with_sql if on_postgresql() else record_successes_with_orm
+    return form(outcomes)
+
+
+def record_successes_with_orm(outcomes):
+    """Record successes as the ORM writes it, guarded by `held`."""
+    return_value = Job._meta.get_field("return_value")
+    values = {
+        "status": unless_cancel_requested(JobStatus.SUCCESSFUL),
+        "lease_expires_at": None,
+    }
+    values["finished_at"] = Case(
+        *(When(pk=o.job.pk, then=Value(o.finished_at)) for o in outcomes)
+    )
+    if any(o.value is not None for o in outcomes):
+        values["return_value"] = Case(
+            *(
+                When(pk=o.job.pk, then=Value(o.value, output_field=return_value))
+                for o in outcomes
+            ),
+            output_field=return_value,
+        )
+    recorded = held(o.job for o in outcomes).update_returning(**values)
+    return {job.pk: job.status for job in recorded}
+
+
+# Each run is guarded on the lease token it was claimed with, as `held`. A
+# row whose cancel was requested ends CANCELLED.
+SUCCEED_TEMPLATE = """
+UPDATE jobs_job AS job SET
+    status = CASE WHEN job.cancel_requested
+        THEN 'CANCELLED' ELSE 'SUCCESSFUL' END,
+    finished_at = done.finished_at,
+    return_value = done.return_value,
+    lease_expires_at = NULL
+FROM {done} AS done(id, token, finished_at, return_value){no_flush}
+WHERE {ids} AND job.id = done.id
+    AND (job.status = 'RUNNING') IS TRUE AND job.lease_token = done.token
+RETURNING job.id, job.status
+"""
+# How the runs travel, by `done_kind`.
+DONE = {
+    # As arrays, in binary (`%b`): psycopg builds a text array element by
+    # element, quoting each; a binary array is sent as it is.
+    "many": {
+        "done": """unnest(
+    %(done_ids)b::uuid[], %(done_tokens)b::text[],
+    %(done_finished_at)b::timestamptz[], %(done_values)s::jsonb[]
+)""",
+        "ids": "job.id = ANY(%(done_ids)b::uuid[])",
+    },
+    # A single run as plain values. With arrays PostgreSQL plans the
+    # prepared statement afresh on every execution: its generic plan guesses
+    # ten elements, which looks dearer than a plan for the one it is given.
+    # The RQ path records one run per statement, where replanning costs as
+    # much as running. Here the generic plan knows there is one row and is kept.
+    "one": {
+        "done": """(VALUES (
+    %(done_id)s::uuid, %(done_token)s::text,
+    %(done_finished_at)s::timestamptz, %(done_value)s::jsonb
+))""",
+        "ids": "job.id = %(done_id)s::uuid",
+    },
+}
+
+# Recorded on its own, a batch commits without waiting for the WAL to reach
+# the disk (`synchronous_commit` off for this statement's transaction only). A
+# PostgreSQL crash may then forget the last few recorded successes: those
+# jobs are RUNNING again, their lease runs out and the rescuer runs them
+# again, as when a worker is killed before recording. A job still runs at
+# least once and never twice at once. Claims stay durable: a forgotten claim
+# would let a second worker run the job while the first still does.
+WITHOUT_FLUSH = (
+    "\n    CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) s"
+)
+
+# A worker of the RQ path records its last job's success in the statement
+# that claims its next job: one statement per job instead of two. The first
+# two columns list the jobs recorded (and their status); a row comes back
+# even when nothing was claimed.
+RECORDED_AND_CLAIMED = """
+SELECT (SELECT array_agg(id) FROM done), (SELECT array_agg(status) FROM done),
+    claimed.*
+FROM (VALUES (1)) AS one LEFT JOIN claimed ON true
+"""
+CLAIM_AFTER_SUCCESSES = "".join(
+    ["WITH done AS (", SUCCEED_TEMPLATE, "), ", PICK_AND_CLAIM, RECORDED_AND_CLAIMED]
+)
+
+
+def record_successes_with_sql(outcomes):
+    """Record successes in one statement that needs no flush to disk."""
+    sql = succeed_sql(done_kind(outcomes))
+    with bound_cursor(connections[Job.objects.db]) as cursor:
+        cursor.execute(sql, success_params(outcomes))
+        return dict(cursor.fetchall())
+
+
+@cache
+def succeed_sql(done, flush=False):
+    """The statement recording runs of `done_kind` `done`."""
+    no_flush = "" if flush else WITHOUT_FLUSH
+    return SUCCEED_TEMPLATE.format(no_flush=no_flush, **DONE[done])
+
+
+def done_kind(outcomes):
+    """How `outcomes` travel to the statement that records them (`DONE`)."""
+    return "one" if len(outcomes) == 1 else "many"
+
+
+def success_params(outcomes):
+    if done_kind(outcomes) == "one":
+        (outcome,) = outcomes
+        return {
+            "done_id": outcome.job.pk,
+            "done_token": outcome.job.lease_token,
+            "done_finished_at": outcome.finished_at,
+            "done_value": json_or_none(outcome.value),
+        }
+    return {
+        "done_ids": [o.job.pk for o in outcomes],
+        "done_tokens": [o.job.lease_token for o in outcomes],
+        "done_finished_at": [o.finished_at for o in outcomes],
+        "done_values": [json_or_none(o.value) for o in outcomes],
+    }
+
+
+# -- Insert: new READY rows ----------------------------------------------------
+
+
+def insert(jobs, batch_size=10_000):
+    """INSERT new job rows in the caller's transaction, in few statements."""
+    form = insert_with_sql if on_postgresql() else insert_with_orm
+    for start in range(0, len(jobs), batch_size):
+        form(jobs[start : start + batch_size])
+
+
+def insert_with_orm(jobs):
+    """INSERT as the ORM writes it."""
+    Job.objects.bulk_create(jobs, batch_size=1000)
+
+
+def insert_with_sql(jobs):
+    """INSERT new jobs in one statement, as `bulk_create` would.
+
+    A column whose value is the same in every row (the task, queue, times of
+    a bulk enqueue) is sent once; the others as one array each, unnested.
+    """
+    connection = connections[Job.objects.db]
+    columns, values, arrays = [], [], []
+    params, array_params = [], []  # the SELECT list's, then unnest's
+    for field, quoted, cast in insert_columns(connection.alias):
+        column = list(map(attrgetter(field.attname), jobs))
+        columns.append(quoted)
+        first = column[0]
+        # The last value first: an id column differs there, a shared one not.
+        if column[-1] == first and column.count(first) == len(column):
+            values.append(f"%s::{cast}")
+            params.append(json_or_none(first) if is_json(field) else first)
+        else:
+            if is_json(field):
+                column = [json_or_none(value) for value in column]
+            values.append(f"u.c{len(arrays)}")
+            arrays.append(f"%b::{cast}[]")
+            array_params.append(column)
+    names = ", ".join(f"c{i}" for i in range(len(arrays)))
+    source = f" FROM unnest({', '.join(arrays)}) AS u({names})" if arrays else ""
+    sql = (
+        f"INSERT INTO {Job._meta.db_table} ({', '.join(columns)}) "  # noqa: S608 (names from the model)
+        f"SELECT {', '.join(values)}{source}"
+    )
+    with bound_cursor(connection) as cursor:
+        cursor.execute(sql, params + array_params)
+    for job in jobs:  # saved, as `bulk_create` leaves them
+        job._state.adding = False
+        job._state.db = connection.alias
+
+
+@cache
+def insert_columns(alias):
+    """(field, quoted column, SQL type) of each column; `db_type` is slow."""
+    connection = connections[alias]
+    return [
+        (field, connection.ops.quote_name(field.column), field.db_type(connection))
+        for field in Job._meta.concrete_fields
+    ]
