@@ -1,6 +1,5 @@
 """A job in a database worker's thread, and the time limits on its run."""
 
-import ctypes
 import threading
 import time
 from contextlib import contextmanager
@@ -10,6 +9,7 @@ from inspect import iscoroutinefunction
 from .. import conf
 from ..core import execution
 from ..exceptions import JobTimeout
+from ..upstream import raise_in_thread
 
 
 @dataclass
@@ -60,14 +60,14 @@ class Running:
             with self.lock:
                 self.deadline = self.hard_deadline = None
                 # Withdraw an interruption that was raised but not delivered.
-                set_async_exception(threading.get_ident(), None)
+                raise_in_thread(threading.get_ident(), None)
 
     def interrupt_if_late(self, now):
         """Raise JobTimeout in the task at its deadline, once."""
         with self.lock:
             if self.deadline and now >= self.deadline:
                 self.deadline = None
-                set_async_exception(self.thread.ident, JobTimeout)
+                raise_in_thread(self.thread.ident, JobTimeout)
 
     def overdue(self, now):
         """Say whether the run outlived its deadline and grace."""
@@ -77,10 +77,3 @@ class Running:
     def deadlines(self):
         with self.lock:
             return [d for d in (self.deadline, self.hard_deadline) if d]
-
-
-def set_async_exception(thread_id, exception_class):
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id),
-        ctypes.py_object(exception_class) if exception_class else None,
-    )
