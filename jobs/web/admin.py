@@ -6,24 +6,22 @@ cancel transitions of `jobs.core.interventions`, each behind its own permission.
 
 import json
 from datetime import timedelta
-from uuid import UUID
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from ..core import interventions
 from ..models import Job, JobStatus
 from . import dashboard, rq_state
 from .admin_filters import QueueFilter, StatusFilter, TaskFilter
+from .admin_listing import CappedPaginator, id_prefix_range
 
 # Badge colour of each state; "delayed" is READY with `run_after` ahead.
 STATUS_COLOURS = {
@@ -34,33 +32,6 @@ STATUS_COLOURS = {
     JobStatus.CANCELLED: "#6b7280",
 }
 DELAYED_COLOUR = "#7c3aed"
-
-
-class CappedPaginator(Paginator):
-    """Count at most `cap` rows: counting millions on every page costs more
-    than the page itself. Past the cap, the list says "10000+" and filters
-    narrow it down."""
-
-    cap = 10_000
-
-    @cached_property
-    def count(self):
-        return self.object_list.order_by()[: self.cap + 1].count()
-
-    @property
-    def capped(self):
-        return self.count > self.cap
-
-
-def id_prefix_range(term):
-    """Return the (lowest, highest) job ids starting with `term`, or None.
-
-    A short id (8+ hex digits) becomes a range on the primary key, which the
-    index answers on any database."""
-    digits = term.replace("-", "").lower()
-    if not 8 <= len(digits) <= 32 or any(c not in "0123456789abcdef" for c in digits):
-        return None
-    return UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
 
 
 def pretty_json(value):
