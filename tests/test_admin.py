@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs.models import Job, JobStatus, WorkerProcess
-from jobs.web import admin as job_admin
+from jobs.web.admin_display import STATUS_COLOURS
 from jobs.web.admin_listing import CappedPaginator
 
 from .helpers import make_job
@@ -148,7 +148,7 @@ def test_list__paginator_stops_counting_at_its_cap():
 
 
 def test_every_state_has_a_badge_colour():
-    assert set(job_admin.STATUS_COLOURS) == set(JobStatus)
+    assert set(STATUS_COLOURS) == set(JobStatus)
 
 
 # --- Job page --------------------------------------------------------------
