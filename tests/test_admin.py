@@ -8,7 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs.models import Job, JobStatus, WorkerProcess
-from jobs.web import admin as job_admin
+from jobs.web.admin_display import STATUS_COLOURS
+from jobs.web.admin_listing import CappedPaginator
 
 from .helpers import make_job
 
@@ -140,14 +141,14 @@ def test_list__queue_and_task_filters_narrow_the_list(staff_client):
 def test_list__paginator_stops_counting_at_its_cap():
     for _ in range(3):
         make_job()
-    paginator = job_admin.CappedPaginator(Job.objects.all(), 1)
+    paginator = CappedPaginator(Job.objects.all(), 1)
     paginator.cap = 2
 
     assert (paginator.count, paginator.capped) == (3, True)
 
 
 def test_every_state_has_a_badge_colour():
-    assert set(job_admin.STATUS_COLOURS) == set(JobStatus)
+    assert set(STATUS_COLOURS) == set(JobStatus)
 
 
 # --- Job page --------------------------------------------------------------

@@ -2,144 +2,27 @@
 
 No one adds or edits job rows by hand: the only writes are the retry and
 cancel transitions of `jobs.core.interventions`, each behind its own permission.
+
+This module registers the console and wires its parts together: the list's
+filters (`admin_filters`), its capped count and id search (`admin_listing`),
+the columns and job page (`admin_display`), retry and cancel (`admin_actions`).
 """
 
-import json
-from datetime import timedelta
-from uuid import UUID
-
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db.models import Count
-from django.http import Http404, HttpResponseNotAllowed
-from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
-from django.utils import timezone
-from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
+from django.urls import path
 
-from ..core import interventions
-from ..models import Job, JobStatus
-from . import dashboard, rq_state
-
-# Badge colour of each state; "delayed" is READY with `run_after` ahead.
-STATUS_COLOURS = {
-    JobStatus.READY: "#2563eb",
-    JobStatus.RUNNING: "#d97706",
-    JobStatus.SUCCESSFUL: "#15803d",
-    JobStatus.FAILED: "#b91c1c",
-    JobStatus.CANCELLED: "#6b7280",
-}
-DELAYED_COLOUR = "#7c3aed"
-
-
-class CappedPaginator(Paginator):
-    """Count at most `cap` rows: counting millions on every page costs more
-    than the page itself. Past the cap, the list says "10000+" and filters
-    narrow it down."""
-
-    cap = 10_000
-
-    @cached_property
-    def count(self):
-        return self.object_list.order_by()[: self.cap + 1].count()
-
-    @property
-    def capped(self):
-        return self.count > self.cap
-
-
-class StatusFilter(admin.SimpleListFilter):
-    """Filter by state, with waiting and delayed READY jobs apart."""
-
-    title = "status"
-    parameter_name = "status"
-
-    def lookups(self, request, model_admin):
-        return [
-            ("waiting", "Waiting"),
-            ("delayed", "Delayed"),
-            *((s.value, s.label) for s in JobStatus if s != JobStatus.READY),
-        ]
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        if value == "waiting":
-            return queryset.due()
-        if value == "delayed":
-            return queryset.delayed()
-        if value in JobStatus.values:
-            return queryset.filter(status=value)
-        return queryset
-
-
-class QueueFilter(admin.SimpleListFilter):
-    """Filter by queue, offering the configured queues (no table scan)."""
-
-    title = "queue"
-    parameter_name = "queue"
-
-    def lookups(self, request, model_admin):
-        from django.conf import settings
-
-        return [(q, q) for q in getattr(settings, "JOB_QUEUES", ["default"])]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(queue_name=self.value()) if self.value() else queryset
-
-
-class TaskFilter(admin.SimpleListFilter):
-    """Filter by task, offering the tasks of the latest jobs (no table scan)."""
-
-    title = "task"
-    parameter_name = "task"
-    recent = 1000
-
-    def lookups(self, request, model_admin):
-        latest = Job.objects.order_by("-enqueued_at")[: self.recent]
-        paths = sorted(set(latest.values_list("task_path", flat=True)))
-        if self.value() and self.value() not in paths:
-            paths.append(self.value())
-        return [(p, p.rpartition(".")[2]) for p in paths]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(task_path=self.value()) if self.value() else queryset
-
-
-def id_prefix_range(term):
-    """Return the (lowest, highest) job ids starting with `term`, or None.
-
-    A short id (8+ hex digits) becomes a range on the primary key, which the
-    index answers on any database."""
-    digits = term.replace("-", "").lower()
-    if not 8 <= len(digits) <= 32 or any(c not in "0123456789abcdef" for c in digits):
-        return None
-    return UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
-
-
-def pretty_json(value):
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
-
-
-def plural(count, word):
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def skipped_text(queryset, moved, why):
-    """Say how many selected jobs were left alone, by state, and why."""
-    left = queryset.exclude(pk__in=[job.pk for job in moved])
-    by_status = left.values("status").annotate(n=Count("pk")).order_by("status")
-    parts = [f"{row['n']} {row['status'].lower()}" for row in by_status]
-    if not parts:
-        return ""
-    total = sum(row["n"] for row in by_status)
-    return f" Skipped {plural(total, 'job')} ({', '.join(parts)}): {why}."
+from ..models import Job
+from . import dashboard
+from .admin_actions import JobActions
+from .admin_display import JobColumns, JobPageFields
+from .admin_filters import QueueFilter, StatusFilter, TaskFilter
+from .admin_listing import CappedPaginator, id_prefix_range
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(JobActions, JobColumns, JobPageFields, admin.ModelAdmin):
     list_display = [
         "short_id",
         "task_name",
@@ -196,7 +79,7 @@ class JobAdmin(admin.ModelAdmin):
         ),
     ]
 
-    # --- Permissions: read-only rows, two transitions ---------------------
+    # --- Permissions: read-only rows (retry and cancel: JobActions) -------
 
     def get_readonly_fields(self, request, obj=None):
         return [name for _, options in self.fieldsets for name in options["fields"]]
@@ -210,137 +93,12 @@ class JobAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    def has_retry_permission(self, request, obj=None):
-        return request.user.has_perm("jobs.retry_job")
-
-    def has_cancel_permission(self, request, obj=None):
-        return request.user.has_perm("jobs.cancel_job")
-
     def get_search_results(self, request, queryset, search_term):
         """Find a job by (the start of) its id, or else by task path."""
         ids = id_prefix_range(search_term.strip())
         if ids:
             return queryset.filter(pk__range=ids), False
         return super().get_search_results(request, queryset, search_term)
-
-    # --- Columns ----------------------------------------------------------
-
-    @admin.display(description="id", ordering="id")
-    def short_id(self, job):
-        return job.short_id
-
-    @admin.display(description="task", ordering="task_path")
-    def task_name(self, job):
-        return format_html('<span title="{}">{}</span>', job.task_path, job.task_name)
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, job):
-        label, colour = job.get_status_display(), STATUS_COLOURS[job.status]
-        if job.status == JobStatus.READY and job.run_after > timezone.now():
-            label, colour = "Delayed", DELAYED_COLOUR
-        if job.cancel_requested and job.status == JobStatus.RUNNING:
-            label = "Running (cancelling)"
-        return format_html(
-            '<span class="job-badge" style="background:{};color:#fff;'
-            'padding:2px 8px;border-radius:10px;white-space:nowrap">{}</span>',
-            colour,
-            label,
-        )
-
-    @admin.display(description="attempts")
-    def attempts_of(self, job):
-        return f"{job.attempts}/{job.max_attempts}"
-
-    @admin.display(description="progress")
-    def progress_bar(self, job):
-        if job.progress is None or job.status != JobStatus.RUNNING:
-            return f"{job.progress}%" if job.progress is not None else "-"
-        return format_html(
-            '<progress max="100" value="{}" title="{}"></progress> {}%',
-            job.progress,
-            job.progress_message,
-            job.progress,
-        )
-
-    @admin.display(description="duration")
-    def duration(self, job):
-        if job.started_at is None:
-            return "-"
-        seconds = ((job.finished_at or timezone.now()) - job.started_at).total_seconds()
-        return format_duration(seconds)
-
-    # --- The job page -----------------------------------------------------
-
-    @admin.display(description="arguments")
-    def args_json(self, job):
-        return pretty_json(job.args)
-
-    @admin.display(description="keyword arguments")
-    def kwargs_json(self, job):
-        return pretty_json(job.kwargs)
-
-    @admin.display(description="return value")
-    def return_value_json(self, job):
-        return pretty_json(job.return_value) if job.status == "SUCCESSFUL" else "-"
-
-    @admin.display(description="errors")
-    def errors_list(self, job):
-        if not job.errors:
-            return "-"
-        return format_html_join(
-            "",
-            '<div class="job-error"><p><strong>Attempt {}</strong> {} on {}: '
-            "<code>{}</code>: {}</p><pre>{}</pre></div>",
-            (
-                (
-                    e.get("attempt", "?"),
-                    e.get("failed_at", ""),
-                    e.get("worker_id") or "?",
-                    e.get("exception_class_path", ""),
-                    e.get("message", ""),
-                    e.get("traceback", ""),
-                )
-                for e in reversed(job.errors)
-            ),
-        )
-
-    @admin.display(description="worker ids (one per attempt)")
-    def worker_list(self, job):
-        if not job.worker_ids:
-            return "-"
-        return format_html_join(
-            "", "<div>{}. <code>{}</code></div>", enumerate(job.worker_ids, start=1)
-        )
-
-    @admin.display(description="RQ job")
-    def rq_job(self, job):
-        return rq_state.describe(job)
-
-    # --- Actions ----------------------------------------------------------
-
-    @admin.action(description="Retry selected jobs", permissions=["retry"])
-    def retry_selected(self, request, queryset):
-        moved = interventions.retry_jobs(queryset)
-        why = "only failed or cancelled jobs can be retried"
-        text = f"Retried {plural(len(moved), 'job')}." + skipped_text(
-            queryset, moved, why
-        )
-        self.message_user(
-            request, text, messages.SUCCESS if moved else messages.WARNING
-        )
-
-    @admin.action(description="Cancel selected jobs", permissions=["cancel"])
-    def cancel_selected(self, request, queryset):
-        cancelled, asked = interventions.cancel_jobs(queryset)
-        text = f"Cancelled {plural(len(cancelled), 'job')}."
-        if asked:
-            text += f" Asked {plural(len(asked), 'running job')} to stop."
-        why = "only waiting, delayed or running jobs can be cancelled, once"
-        text += skipped_text(queryset, [*cancelled, *asked], why)
-        changed = cancelled or asked
-        self.message_user(
-            request, text, messages.SUCCESS if changed else messages.WARNING
-        )
 
     # --- Extra pages: the job page's buttons and the dashboard ------------
 
@@ -361,38 +119,6 @@ class JobAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        job = self.get_object(request, object_id)
-        extra_context = {
-            **(extra_context or {}),
-            "can_retry": bool(job)
-            and job.status in interventions.RETRYABLE
-            and self.has_retry_permission(request),
-            "can_cancel": bool(job)
-            and job.status in interventions.CANCELLABLE
-            and not job.cancel_requested
-            and self.has_cancel_permission(request),
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def retry_view(self, request, object_id):
-        return self._button(request, object_id, "retry", self.retry_selected)
-
-    def cancel_view(self, request, object_id):
-        return self._button(request, object_id, "cancel", self.cancel_selected)
-
-    def _button(self, request, object_id, permission, action):
-        """Run an action on one job from its page, then show the page again."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not getattr(self, f"has_{permission}_permission")(request):
-            raise PermissionDenied
-        job = self.get_object(request, object_id)
-        if job is None:
-            raise Http404("No such job.")
-        action(request, Job.objects.filter(pk=job.pk))
-        return redirect(reverse("admin:jobs_job_change", args=[job.pk]))
-
     def dashboard_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -407,16 +133,3 @@ class JobAdmin(admin.ModelAdmin):
         return TemplateResponse(
             request, template or "admin/jobs/dashboard.html", context
         )
-
-
-def format_duration(seconds):
-    """Say how long something took: 850 ms, 12.3 s, 4 min 5 s, 2 h 3 min."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    delta = timedelta(seconds=int(seconds))
-    minutes, secs = divmod(delta.seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    hours += delta.days * 24
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
