@@ -16,6 +16,7 @@ LAYERS = [
         "log",
         "retry",
         "heartbeat",
+        "expressions",
         "upstream",
         "migrations",
     },
@@ -76,3 +77,45 @@ def test_layers__name_every_part_of_the_package():
 def test_imports__are_read_with_relative_imports_resolved():
     found = set(imports(ROOT / "jobs" / "core" / "transitions.py"))
     assert {"jobs.notify", "jobs.models", "jobs.core.guard"} <= found
+
+
+def module_imports(path):
+    """Yield the `jobs` modules the file at `path` imports, a package's
+    submodule named in `from package import name` included."""
+    known = {module_name(p).removesuffix(".__init__") for p in MODULES}
+    for module in imports(path):
+        if module in known:
+            yield module
+    package = module_name(path)
+    if path.name == "__init__.py":
+        package += ".__init__"
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level)[0] if node.level else ""
+            module = ".".join(filter(None, [base, node.module]))
+            for alias in node.names:
+                if f"{module}.{alias.name}" in known:
+                    yield f"{module}.{alias.name}"
+
+
+def test_imports__form_no_cycle():
+    graph = {
+        module_name(path).removesuffix(".__init__"): set(module_imports(path))
+        for path in MODULES
+    }
+    done, path = set(), []
+
+    def visit(module):
+        if module in path:
+            cycle = path[path.index(module) :] + [module]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if module in done:
+            return
+        path.append(module)
+        for imported in sorted(graph.get(module, ())):
+            visit(imported)
+        path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)

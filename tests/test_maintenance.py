@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from jobs import heartbeat, maintenance
 from jobs.maintenance import leader, registry, rescue
-from jobs.models import JobStatus, Lease, WorkerProcess
+from jobs.models import JobStatus, LeaderLock, WorkerProcess
 
 from .helpers import in_the_past, make_job
 
@@ -59,20 +59,20 @@ def test_rescue__leaves_jobs_with_a_live_lease_alone():
     assert job.status == JobStatus.RUNNING
 
 
-def test_lease__one_holder_at_a_time_until_it_expires():
-    assert leader.acquire_lease("duty", "a", 60)
-    assert not leader.acquire_lease("duty", "b", 60)
-    assert leader.acquire_lease("duty", "a", 60)  # renewing is fine
+def test_leader_lock__one_holder_at_a_time_until_it_expires():
+    assert leader.take_leader_lock("duty", "a", 60)
+    assert not leader.take_leader_lock("duty", "b", 60)
+    assert leader.take_leader_lock("duty", "a", 60)  # renewing is fine
 
-    Lease.objects.filter(name="duty").update(expires_at=in_the_past())
+    LeaderLock.objects.filter(name="duty").update(expires_at=in_the_past())
 
-    assert leader.acquire_lease("duty", "b", 60)
-    assert Lease.objects.get(name="duty").holder == "b"
+    assert leader.take_leader_lock("duty", "b", 60)
+    assert LeaderLock.objects.get(name="duty").holder == "b"
 
 
-def test_run_due_duties__only_the_lease_holder_rescues():
+def test_run_due_duties__only_the_leader_lock_holder_rescues():
     job = running_job()
-    assert leader.acquire_lease(leader.MAINTENANCE, "other-worker", 60)
+    assert leader.take_leader_lock(leader.MAINTENANCE, "other-worker", 60)
 
     assert not maintenance.run_due_duties("this-worker")
     job.refresh_from_db()

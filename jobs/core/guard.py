@@ -14,7 +14,8 @@ from datetime import timedelta
 from django.db.models import Case, DateTimeField, ExpressionWrapper, Q, Value, When
 
 from .. import conf
-from ..models import DatabaseNow, Job, JobStatus
+from ..expressions import DatabaseNow
+from ..models import Job, JobStatus
 
 
 def held(jobs):

@@ -16,7 +16,8 @@ from django.db import connections, transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
 
-from ..models import DatabaseNow, Job, JobStatus, JSONAppend, on_postgresql
+from ..expressions import DatabaseNow, JSONAppend
+from ..models import Job, JobStatus, on_postgresql
 from .guard import held, lease_expiry, lease_seconds, unless_cancel_requested
 from .postgres import bound_cursor, is_json, jobs_from, json_or_none
 

@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from .. import conf
 from ..exceptions import TaskNotFound
+from ..expressions import DatabaseNow
 from ..log import log_event
-from ..models import DatabaseNow, Job, JobStatus
+from ..models import Job, JobStatus
 from ..notify import doorbell
 from .tasks import (
     resolve_task,

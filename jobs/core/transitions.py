@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from .. import conf
 from ..exceptions import JobCancelled
+from ..expressions import DatabaseNow, JSONPopLast
 from ..log import log_event
-from ..models import DatabaseNow, JobStatus, JSONPopLast
+from ..models import JobStatus
 from ..notify import doorbell
 from ..retry import RetryPolicy, decide
 from .guard import (

@@ -9,7 +9,7 @@ import logging
 
 from .. import conf
 from . import prune, redispatch, registry, rescue
-from .leader import MAINTENANCE, acquire_lease
+from .leader import MAINTENANCE, take_leader_lock
 
 logger = logging.getLogger("jobs.maintenance")
 
@@ -22,9 +22,9 @@ DUTIES = [
 
 
 def run_due_duties(holder):
-    """Run every duty if this process holds the maintenance lease."""
+    """Run every duty if this process holds the maintenance leader lock."""
     seconds = conf.get("JOB_MAINTENANCE_SECONDS") * 2
-    if not acquire_lease(MAINTENANCE, holder, seconds):
+    if not take_leader_lock(MAINTENANCE, holder, seconds):
         return False
     for duty in DUTIES:
         try:

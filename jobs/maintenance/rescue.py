@@ -14,8 +14,9 @@ import logging
 from .. import heartbeat
 from ..core.transitions import put_back
 from ..exceptions import WorkerLost
+from ..expressions import DatabaseNow
 from ..log import log_event
-from ..models import DatabaseNow, Job, JobStatus
+from ..models import Job, JobStatus
 
 
 def rescue_stalled(limit=100):

@@ -10,7 +10,8 @@ from functools import partial
 from uuid import UUID
 
 from ..core import execution, recording
-from ..models import DatabaseNow, Job
+from ..expressions import DatabaseNow
+from ..models import Job
 from ..notify import rq_push
 from . import handover
 from .leases import lease_keeper
