@@ -15,7 +15,6 @@ import os
 import signal
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from itertools import count
 
@@ -29,7 +28,7 @@ from ..log import log_event
 from ..maintenance.rescue import rescue_from_dead_neighbours
 from ..models import WorkerProcess
 from ..notify.listen import Listener
-from .runs import Running
+from .exchange import Exchange
 
 logger = logging.getLogger("jobs.worker")
 
@@ -63,16 +62,9 @@ class Worker:
         self.stats = WorkerStats()
         self.prefetch = conf.get("JOB_PREFETCH")
         self.ack_batch = max(self.concurrency, conf.get("JOB_ACK_BATCH"))
-        # Shared with the job threads, under `available`'s lock:
-        self.available = threading.Condition()
-        self.buffer = deque()  # (monotonic claim time, job): not yet taken
-        self.running = {}  # job pk -> Running: taken by a thread, not handed back
-        self.finished = []  # Outcomes from the threads, not collected
-        self.ack_armed = False  # the loop's wait ends in time for `finished`
-        self.refill_asked = False  # a thread said the buffer runs low
-        self.closing = False  # the threads exit once the buffer is empty
+        self.exchange = Exchange(self.concurrency, self.ack_batch)
         self._unrecorded = []  # Outcomes collected, not yet written
-        self.wake = threading.Event()
+        self.wake = self.exchange.wake
         self.stopping = False  # first signal: finish active jobs, claim nothing
         self.aborting = False  # second signal: put active jobs back, exit now
         self._tokens = count(1)
@@ -80,7 +72,8 @@ class Worker:
         self._next_heartbeat = 0.0
         self._next_maintenance = 0.0
         self.pace = None  # seconds a run takes, lately (None: none ran yet)
-        self.threads = []  # the job threads serving the buffer
+        # Only the loop's thread starts threads or changes these lists.
+        self.threads = []  # the job threads serving the exchange
         self.abandoned = []  # job threads whose run the loop ended
         self.exit_code = 0
 
@@ -108,10 +101,8 @@ class Worker:
         finally:
             heartbeat.unregister(self.worker_id)
             listener.stop()
-            with self.available:
-                self.closing = True
-                self.available.notify_all()
-                threads = list(self.threads)  # not the abandoned ones
+            self.exchange.close()
+            threads = list(self.threads)  # not the abandoned ones
             if not self.aborting:
                 for thread in threads:
                     thread.join()
@@ -126,8 +117,7 @@ class Worker:
         thread = threading.Thread(
             target=self._serve, name=f"job_{next(self._thread_names)}", daemon=True
         )
-        with self.available:
-            self.threads.append(thread)
+        self.threads.append(thread)
         thread.start()
 
     def _register(self):
@@ -156,7 +146,7 @@ class Worker:
             logger.info(
                 "%s: finishing %d active jobs, claiming no more (again to abort)",
                 name,
-                len(self.running),
+                self.exchange.active(),
             )
             self.stopping = True
         self.wake.set()
@@ -179,20 +169,20 @@ class Worker:
     def _step(self):
         """Do one turn of the loop; return True when the worker should exit."""
         self.wake.clear()
-        self._collect(force=self.stopping or not self.buffer)
+        self._collect(force=self.stopping or not self.exchange.waiting())
         if self.aborting:
             self._abort()
-        if self.stopping and self.buffer:
+        if self.stopping and self.exchange.waiting():
             self._release_buffer()
-        if self._idle() and (self.stopping or self._reached_max_jobs()):
+        if self.exchange.idle() and (self.stopping or self._reached_max_jobs()):
             self._collect(force=True)
             return True
         self._housekeeping()
         claimed, wanted = self._claim()
-        if self.burst and not claimed and self._idle():
+        if self.burst and not claimed and self.exchange.idle():
             self._collect(force=True)
             return True
-        if wanted and claimed == wanted and len(self.buffer) < self.concurrency:
+        if wanted and claimed == wanted and self.exchange.waiting() < self.concurrency:
             return False  # the threads empty the buffer and rows are due
         self.wake.wait(self._wait_seconds())
         return False
@@ -207,9 +197,7 @@ class Worker:
         so a short job never waits long behind a busy worker while another
         is idle.
         """
-        with self.available:
-            free = self.concurrency - len(self.running)
-            buffered = len(self.buffer)
+        free, buffered = self.exchange.free_and_waiting()
         if self.stopping or buffered >= self.concurrency:
             return 0, 0
         wanted = free + self._claim_ahead(free) - buffered
@@ -219,11 +207,7 @@ class Worker:
             return 0, 0
         token = f"{self.worker_id}:{next(self._tokens)}"
         jobs = transitions.claim(self.queues, wanted, self.worker_id, token)
-        claimed_at = time.monotonic()
-        with self.available:
-            self.buffer.extend((claimed_at, job) for job in jobs)
-            self.refill_asked = False
-            self.available.notify(len(jobs))
+        self.exchange.put(jobs, claimed_at=time.monotonic())
         self.stats.claimed += len(jobs)
         return len(jobs), wanted
 
@@ -241,14 +225,7 @@ class Worker:
     def _release_buffer(self, claimed_by=None):
         """Release the claimed jobs no thread took (only those claimed by
         monotonic time `claimed_by`, if given): back to READY, uncounted."""
-
-        def goes(claimed_at):
-            return claimed_by is None or claimed_at <= claimed_by
-
-        with self.available:
-            entries = list(self.buffer)
-            self.buffer = deque(e for e in entries if not goes(e[0]))
-        jobs = [job for claimed_at, job in entries if goes(claimed_at)]
+        jobs = self.exchange.unclaim(claimed_by)
         released = transitions.release(jobs)
         self.stats.claimed -= len(jobs)
         if released:
@@ -256,8 +233,7 @@ class Worker:
 
     def _release_held_too_long(self, now):
         hold = conf.get("JOB_PREFETCH_HOLD_SECONDS")
-        with self.available:
-            oldest = self.buffer[0][0] if self.buffer else None
+        oldest = self.exchange.oldest_claim()
         if oldest is not None and now - oldest >= hold:
             self._release_buffer(claimed_by=now - hold)
 
@@ -267,51 +243,17 @@ class Worker:
         """A job thread: run claimed jobs, highest priority first, until the
         worker closes, or until the loop ended its run (`_abandon`)."""
         try:
-            while (running := self._take()) is not None:
+            while (running := self.exchange.take()) is not None:
                 try:
                     outcome = execution.run(
                         running.job, self.backend_alias, guard=running.deadline_guard
                     )
                 finally:
                     close_old_connections()
-                if not self._hand_back(running, outcome):
+                if not self.exchange.hand_back(running, outcome):
                     return
         finally:
             connections.close_all()  # this thread's own connections
-
-    def _take(self):
-        """Wait for a claimed job and take it; None once the worker closes
-        (a loop that ends leaves nothing claimed to take, unless it crashed:
-        then the rescuer puts those jobs back)."""
-        with self.available:
-            while not self.buffer and not self.closing:
-                self.available.wait()
-            if self.closing:
-                return None
-            _, job = self.buffer.popleft()
-            running = Running(job, self.wake, threading.current_thread())
-            self.running[job.pk] = running
-            # Ask the loop for more once, when fewer are left than threads.
-            refill = len(self.buffer) < self.concurrency and not self.refill_asked
-            self.refill_asked = self.refill_asked or refill
-        if refill:
-            self.wake.set()
-        return running
-
-    def _hand_back(self, running, outcome):
-        """Give a finished run to the loop, waking it only when its wait
-        would not end in time to record the run. Return False, dropping the
-        outcome, when the loop had already ended the run (`_abandon`)."""
-        with self.available:
-            if running.abandoned:
-                return False
-            del self.running[running.job.pk]
-            self.finished.append(outcome)
-            wake = not self.ack_armed or len(self.finished) >= self.ack_batch
-            self.ack_armed = True
-        if wake:
-            self.wake.set()
-        return True
 
     # --- Recording --------------------------------------------------------
 
@@ -321,8 +263,7 @@ class Worker:
         A lone finished job waits at most JOB_ACK_SECONDS for company; the
         worker never waits with threads idle for want of a write.
         """
-        with self.available:
-            finished, self.finished = self.finished, []
+        finished = self.exchange.collect()
         for outcome in finished:
             self._keep_pace(outcome.duration)
         self._unrecorded += finished
@@ -341,16 +282,6 @@ class Worker:
         duration = max(duration, 1e-6)
         self.pace = duration if self.pace is None else 0.8 * self.pace + 0.2 * duration
 
-    def _running(self):
-        """The runs the threads took and the loop has not collected, now."""
-        with self.available:
-            return list(self.running.values())
-
-    def _idle(self):
-        """Say whether no claimed job waits or runs (all runs collected)."""
-        with self.available:
-            return not self.buffer and not self.running
-
     def _reached_max_jobs(self):
         return self.max_jobs is not None and self.stats.claimed >= self.max_jobs
 
@@ -359,13 +290,9 @@ class Worker:
         finished runs waiting to be recorded."""
         now = time.monotonic()
         wake_at = [now + conf.get("JOB_POLL_SECONDS")]
-        with self.available:
-            first = (self._unrecorded or self.finished or [None])[0]
-            # From here on a thread handing back a run wakes the loop only
-            # if this wait would not end in time to record it.
-            self.ack_armed = first is not None
-            oldest = self.buffer[0][0] if self.buffer else None
-        running = self._running()
+        first = self.exchange.arm(self._unrecorded)
+        oldest = self.exchange.oldest_claim()
+        running = self.exchange.runs()
         if first is not None:
             wake_at.append(first.finished + conf.get("JOB_ACK_SECONDS"))
         if oldest is not None:
@@ -381,10 +308,7 @@ class Worker:
     def _housekeeping(self):
         now = time.monotonic()
         if now >= self._next_heartbeat:
-            with self.available:
-                held = [r.job for r in self.running.values()]
-                held += [o.job for o in self.finished]
-                held += [job for _, job in self.buffer]
+            held = self.exchange.held_jobs()
             held += [o.job for o in self._unrecorded]
             transitions.renew_leases(held)
             if not heartbeat.beat(self.worker_id):
@@ -397,7 +321,7 @@ class Worker:
         self._release_held_too_long(now)
 
     def _enforce_timeouts(self, now):
-        for running in self._running():
+        for running in self.exchange.runs():
             running.interrupt_if_late(now)
             if running.overdue(now):
                 self._abandon(running)
@@ -413,13 +337,10 @@ class Worker:
         more, finishes its active jobs and exits 1, for its supervisor to
         start a fresh process.
         """
-        with self.available:
-            if self.running.get(running.job.pk) is not running:
-                return  # it finished meanwhile
-            del self.running[running.job.pk]
-            running.abandoned = True
-            self.threads.remove(running.thread)
-            self.abandoned.append(running.thread)
+        if not self.exchange.end_run(running):
+            return  # it finished meanwhile
+        self.threads.remove(running.thread)
+        self.abandoned.append(running.thread)
         recording.record_hard_timeout(
             running.job,
             running.timeout,
@@ -443,7 +364,7 @@ class Worker:
     def _abort(self):
         """Put the active jobs back as READY and leave the process now."""
         self._release_buffer()
-        jobs = [r.job for r in self._running()]
+        jobs = [r.job for r in self.exchange.runs()]
         put_back = transitions.put_back(
             jobs,
             WorkerInterrupted("The worker was stopped while this job ran."),
