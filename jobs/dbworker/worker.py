@@ -28,6 +28,7 @@ from ..log import log_event
 from ..maintenance.rescue import rescue_from_dead_neighbours
 from ..models import WorkerProcess
 from ..notify.listen import Listener
+from .claims import Claims, Pace
 from .exchange import Exchange
 
 logger = logging.getLogger("jobs.worker")
@@ -60,18 +61,19 @@ class Worker:
         self.install_signals = install_signals
         self.worker_id = execution.new_worker_id()
         self.stats = WorkerStats()
-        self.prefetch = conf.get("JOB_PREFETCH")
         self.ack_batch = max(self.concurrency, conf.get("JOB_ACK_BATCH"))
         self.exchange = Exchange(self.concurrency, self.ack_batch)
         self._unrecorded = []  # Outcomes collected, not yet written
         self.wake = self.exchange.wake
+        self.pace = Pace()
+        self.claims = Claims(
+            self.worker_id, self.queues, self.exchange, self.stats, self.pace, max_jobs
+        )
         self.stopping = False  # first signal: finish active jobs, claim nothing
         self.aborting = False  # second signal: put active jobs back, exit now
-        self._tokens = count(1)
         self._thread_names = count(0)
         self._next_heartbeat = 0.0
         self._next_maintenance = 0.0
-        self.pace = None  # seconds a run takes, lately (None: none ran yet)
         # Only the loop's thread starts threads or changes these lists.
         self.threads = []  # the job threads serving the exchange
         self.abandoned = []  # job threads whose run the loop ended
@@ -173,12 +175,12 @@ class Worker:
         if self.aborting:
             self._abort()
         if self.stopping and self.exchange.waiting():
-            self._release_buffer()
-        if self.exchange.idle() and (self.stopping or self._reached_max_jobs()):
+            self.claims.release()
+        if self.exchange.idle() and (self.stopping or self.claims.reached_max_jobs()):
             self._collect(force=True)
             return True
         self._housekeeping()
-        claimed, wanted = self._claim()
+        claimed, wanted = (0, 0) if self.stopping else self.claims.claim()
         if self.burst and not claimed and self.exchange.idle():
             self._collect(force=True)
             return True
@@ -186,56 +188,6 @@ class Worker:
             return False  # the threads empty the buffer and rows are due
         self.wake.wait(self._wait_seconds())
         return False
-
-    def _claim(self):
-        """Claim a batch: the free threads, plus jobs to start soon after.
-
-        Claiming ahead (JOB_PREFETCH) means one claim statement serves many
-        short jobs. A worker whose threads are all busy with long jobs claims
-        nothing (`_claim_ahead`), and a job claimed ahead that no thread took
-        within JOB_PREFETCH_HOLD_SECONDS goes back (`_release_held_too_long`),
-        so a short job never waits long behind a busy worker while another
-        is idle.
-        """
-        free, buffered = self.exchange.free_and_waiting()
-        if self.stopping or buffered >= self.concurrency:
-            return 0, 0
-        wanted = free + self._claim_ahead(free) - buffered
-        if self.max_jobs is not None:
-            wanted = min(wanted, self.max_jobs - self.stats.claimed)
-        if wanted <= 0:
-            return 0, 0
-        token = f"{self.worker_id}:{next(self._tokens)}"
-        jobs = transitions.claim(self.queues, wanted, self.worker_id, token)
-        self.exchange.put(jobs, claimed_at=time.monotonic())
-        self.stats.claimed += len(jobs)
-        return len(jobs), wanted
-
-    def _claim_ahead(self, free):
-        """How many jobs to claim beyond the free threads: JOB_PREFETCH while
-        a thread is free; with none free, only as many as the busy threads
-        start within JOB_PREFETCH_HOLD_SECONDS at the pace of recent runs."""
-        if free > 0:
-            return self.prefetch
-        if self.pace is None:
-            return 0
-        soon = self.concurrency * conf.get("JOB_PREFETCH_HOLD_SECONDS") / self.pace
-        return min(self.prefetch, int(soon))
-
-    def _release_buffer(self, claimed_by=None):
-        """Release the claimed jobs no thread took (only those claimed by
-        monotonic time `claimed_by`, if given): back to READY, uncounted."""
-        jobs = self.exchange.unclaim(claimed_by)
-        released = transitions.release(jobs)
-        self.stats.claimed -= len(jobs)
-        if released:
-            logger.info("released %d claimed jobs that had not started", released)
-
-    def _release_held_too_long(self, now):
-        hold = conf.get("JOB_PREFETCH_HOLD_SECONDS")
-        oldest = self.exchange.oldest_claim()
-        if oldest is not None and now - oldest >= hold:
-            self._release_buffer(claimed_by=now - hold)
 
     # --- The job threads --------------------------------------------------
 
@@ -265,7 +217,7 @@ class Worker:
         """
         finished = self.exchange.collect()
         for outcome in finished:
-            self._keep_pace(outcome.duration)
+            self.pace.keep(outcome.duration)
         self._unrecorded += finished
         if not self._unrecorded:
             return
@@ -277,26 +229,18 @@ class Worker:
         self.stats.finished += len(self._unrecorded)
         self._unrecorded = []
 
-    def _keep_pace(self, duration):
-        """Follow how long runs take (a moving average), for `_claim_ahead`."""
-        duration = max(duration, 1e-6)
-        self.pace = duration if self.pace is None else 0.8 * self.pace + 0.2 * duration
-
-    def _reached_max_jobs(self):
-        return self.max_jobs is not None and self.stats.claimed >= self.max_jobs
-
     def _wait_seconds(self):
         """Sleep until the next poll, or sooner for a heartbeat, a timeout or
         finished runs waiting to be recorded."""
         now = time.monotonic()
         wake_at = [now + conf.get("JOB_POLL_SECONDS")]
         first = self.exchange.arm(self._unrecorded)
-        oldest = self.exchange.oldest_claim()
+        hold_ends = self.claims.hold_ends()
         running = self.exchange.runs()
         if first is not None:
             wake_at.append(first.finished + conf.get("JOB_ACK_SECONDS"))
-        if oldest is not None:
-            wake_at.append(oldest + conf.get("JOB_PREFETCH_HOLD_SECONDS"))
+        if hold_ends is not None:
+            wake_at.append(hold_ends)
         if running:
             wake_at.append(self._next_heartbeat)
             for r in running:
@@ -318,7 +262,7 @@ class Worker:
             maintenance.run_due_duties(self.worker_id)
             self._next_maintenance = now + conf.get("JOB_MAINTENANCE_SECONDS")
         self._enforce_timeouts(now)
-        self._release_held_too_long(now)
+        self.claims.release_held_too_long(now)
 
     def _enforce_timeouts(self, now):
         for running in self.exchange.runs():
@@ -363,7 +307,7 @@ class Worker:
 
     def _abort(self):
         """Put the active jobs back as READY and leave the process now."""
-        self._release_buffer()
+        self.claims.release()
         jobs = [r.job for r in self.exchange.runs()]
         put_back = transitions.put_back(
             jobs,
