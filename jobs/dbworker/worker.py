@@ -28,6 +28,7 @@ from ..log import log_event
 from ..maintenance.rescue import rescue_from_dead_neighbours
 from ..models import WorkerProcess
 from ..notify.listen import Listener
+from .acks import Acks
 from .claims import Claims, Pace
 from .exchange import Exchange
 
@@ -61,14 +62,14 @@ class Worker:
         self.install_signals = install_signals
         self.worker_id = execution.new_worker_id()
         self.stats = WorkerStats()
-        self.ack_batch = max(self.concurrency, conf.get("JOB_ACK_BATCH"))
-        self.exchange = Exchange(self.concurrency, self.ack_batch)
-        self._unrecorded = []  # Outcomes collected, not yet written
+        ack_batch = max(self.concurrency, conf.get("JOB_ACK_BATCH"))
+        self.exchange = Exchange(self.concurrency, ack_batch)
         self.wake = self.exchange.wake
         self.pace = Pace()
         self.claims = Claims(
             self.worker_id, self.queues, self.exchange, self.stats, self.pace, max_jobs
         )
+        self.acks = Acks(self.exchange, self.stats, self.pace)
         self.stopping = False  # first signal: finish active jobs, claim nothing
         self.aborting = False  # second signal: put active jobs back, exit now
         self._thread_names = count(0)
@@ -171,18 +172,18 @@ class Worker:
     def _step(self):
         """Do one turn of the loop; return True when the worker should exit."""
         self.wake.clear()
-        self._collect(force=self.stopping or not self.exchange.waiting())
+        self.acks.collect(force=self.stopping or not self.exchange.waiting())
         if self.aborting:
             self._abort()
         if self.stopping and self.exchange.waiting():
             self.claims.release()
         if self.exchange.idle() and (self.stopping or self.claims.reached_max_jobs()):
-            self._collect(force=True)
+            self.acks.collect(force=True)
             return True
         self._housekeeping()
         claimed, wanted = (0, 0) if self.stopping else self.claims.claim()
         if self.burst and not claimed and self.exchange.idle():
-            self._collect(force=True)
+            self.acks.collect(force=True)
             return True
         if wanted and claimed == wanted and self.exchange.waiting() < self.concurrency:
             return False  # the threads empty the buffer and rows are due
@@ -207,45 +208,20 @@ class Worker:
         finally:
             connections.close_all()  # this thread's own connections
 
-    # --- Recording --------------------------------------------------------
-
-    def _collect(self, force=False):
-        """Record finished runs in batches of JOB_ACK_BATCH or JOB_ACK_SECONDS.
-
-        A lone finished job waits at most JOB_ACK_SECONDS for company; the
-        worker never waits with threads idle for want of a write.
-        """
-        finished = self.exchange.collect()
-        for outcome in finished:
-            self.pace.keep(outcome.duration)
-        self._unrecorded += finished
-        if not self._unrecorded:
-            return
-        first_done = self._unrecorded[0].finished
-        due = time.monotonic() - first_done >= conf.get("JOB_ACK_SECONDS")
-        if not (force or due or len(self._unrecorded) >= self.ack_batch):
-            return
-        recording.finish(self._unrecorded)
-        self.stats.finished += len(self._unrecorded)
-        self._unrecorded = []
+    # --- Waiting ----------------------------------------------------------
 
     def _wait_seconds(self):
         """Sleep until the next poll, or sooner for a heartbeat, a timeout or
         finished runs waiting to be recorded."""
         now = time.monotonic()
         wake_at = [now + conf.get("JOB_POLL_SECONDS")]
-        first = self.exchange.arm(self._unrecorded)
-        hold_ends = self.claims.hold_ends()
+        wake_at += [self.acks.arm(), self.claims.hold_ends()]
         running = self.exchange.runs()
-        if first is not None:
-            wake_at.append(first.finished + conf.get("JOB_ACK_SECONDS"))
-        if hold_ends is not None:
-            wake_at.append(hold_ends)
         if running:
             wake_at.append(self._next_heartbeat)
             for r in running:
                 wake_at.extend(r.deadlines())
-        return max(0.0, min(wake_at) - now)
+        return max(0.0, min(t for t in wake_at if t is not None) - now)
 
     # --- Housekeeping -----------------------------------------------------
 
@@ -253,7 +229,7 @@ class Worker:
         now = time.monotonic()
         if now >= self._next_heartbeat:
             held = self.exchange.held_jobs()
-            held += [o.job for o in self._unrecorded]
+            held += self.acks.jobs()
             transitions.renew_leases(held)
             if not heartbeat.beat(self.worker_id):
                 self._register()
