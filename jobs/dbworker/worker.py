@@ -26,11 +26,11 @@ from ..core import execution, recording, transitions
 from ..exceptions import WorkerInterrupted
 from ..log import log_event
 from ..maintenance.rescue import rescue_from_dead_neighbours
-from ..models import WorkerProcess
 from ..notify.listen import Listener
 from .acks import Acks
 from .claims import Claims, Pace
 from .exchange import Exchange
+from .leases import Leases
 
 logger = logging.getLogger("jobs.worker")
 
@@ -70,10 +70,12 @@ class Worker:
             self.worker_id, self.queues, self.exchange, self.stats, self.pace, max_jobs
         )
         self.acks = Acks(self.exchange, self.stats, self.pace)
+        self.leases = Leases(
+            self.worker_id, self.queues, self.concurrency, self.exchange, self.acks
+        )
         self.stopping = False  # first signal: finish active jobs, claim nothing
         self.aborting = False  # second signal: put active jobs back, exit now
         self._thread_names = count(0)
-        self._next_heartbeat = 0.0
         self._next_maintenance = 0.0
         # Only the loop's thread starts threads or changes these lists.
         self.threads = []  # the job threads serving the exchange
@@ -97,12 +99,12 @@ class Worker:
         )
         for _ in range(self.concurrency):
             self._start_thread()
-        self._register()
+        self.leases.register()
         rescue_from_dead_neighbours(self.worker_id)
         try:
             self._loop()
         finally:
-            heartbeat.unregister(self.worker_id)
+            self.leases.unregister()
             listener.stop()
             self.exchange.close()
             threads = list(self.threads)  # not the abandoned ones
@@ -122,11 +124,6 @@ class Worker:
         )
         self.threads.append(thread)
         thread.start()
-
-    def _register(self):
-        heartbeat.register(
-            self.worker_id, WorkerProcess.Kind.DATABASE, self.queues, self.concurrency
-        )
 
     def stop(self):
         """Ask the worker to finish its active jobs and exit (like SIGTERM)."""
@@ -218,7 +215,7 @@ class Worker:
         wake_at += [self.acks.arm(), self.claims.hold_ends()]
         running = self.exchange.runs()
         if running:
-            wake_at.append(self._next_heartbeat)
+            wake_at.append(self.leases.next_renewal)
             for r in running:
                 wake_at.extend(r.deadlines())
         return max(0.0, min(t for t in wake_at if t is not None) - now)
@@ -227,13 +224,7 @@ class Worker:
 
     def _housekeeping(self):
         now = time.monotonic()
-        if now >= self._next_heartbeat:
-            held = self.exchange.held_jobs()
-            held += self.acks.jobs()
-            transitions.renew_leases(held)
-            if not heartbeat.beat(self.worker_id):
-                self._register()
-            self._next_heartbeat = now + conf.get("JOB_LEASE_SECONDS") / 3
+        self.leases.renew_if_due(now)
         if now >= self._next_maintenance and not self.stopping:
             maintenance.run_due_duties(self.worker_id)
             self._next_maintenance = now + conf.get("JOB_MAINTENANCE_SECONDS")
