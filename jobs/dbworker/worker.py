@@ -13,16 +13,14 @@ puts the active jobs back as READY and exits at once.
 import logging
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass
-from itertools import count
 
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections
 from django.tasks import task_backends
 
 from .. import conf, heartbeat, maintenance
-from ..core import execution, recording, transitions
+from ..core import execution, transitions
 from ..exceptions import WorkerInterrupted
 from ..log import log_event
 from ..maintenance.rescue import rescue_from_dead_neighbours
@@ -31,6 +29,7 @@ from .acks import Acks
 from .claims import Claims, Pace
 from .exchange import Exchange
 from .leases import Leases
+from .pool import Pool
 
 logger = logging.getLogger("jobs.worker")
 
@@ -73,13 +72,10 @@ class Worker:
         self.leases = Leases(
             self.worker_id, self.queues, self.concurrency, self.exchange, self.acks
         )
+        self.pool = Pool(self.worker_id, self.exchange, backend_alias)
         self.stopping = False  # first signal: finish active jobs, claim nothing
         self.aborting = False  # second signal: put active jobs back, exit now
-        self._thread_names = count(0)
         self._next_maintenance = 0.0
-        # Only the loop's thread starts threads or changes these lists.
-        self.threads = []  # the job threads serving the exchange
-        self.abandoned = []  # job threads whose run the loop ended
         self.exit_code = 0
 
     # --- Lifecycle --------------------------------------------------------
@@ -97,8 +93,7 @@ class Worker:
             self.concurrency,
             self.burst,
         )
-        for _ in range(self.concurrency):
-            self._start_thread()
+        self.pool.start()
         self.leases.register()
         rescue_from_dead_neighbours(self.worker_id)
         try:
@@ -106,24 +101,13 @@ class Worker:
         finally:
             self.leases.unregister()
             listener.stop()
-            self.exchange.close()
-            threads = list(self.threads)  # not the abandoned ones
-            if not self.aborting:
-                for thread in threads:
-                    thread.join()
+            self.pool.close(wait=not self.aborting)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         logger.info(
             "worker %s stopped after %d jobs", self.worker_id, self.stats.finished
         )
         return self.exit_code
-
-    def _start_thread(self):
-        thread = threading.Thread(
-            target=self._serve, name=f"job_{next(self._thread_names)}", daemon=True
-        )
-        self.threads.append(thread)
-        thread.start()
 
     def stop(self):
         """Ask the worker to finish its active jobs and exit (like SIGTERM)."""
@@ -187,24 +171,6 @@ class Worker:
         self.wake.wait(self._wait_seconds())
         return False
 
-    # --- The job threads --------------------------------------------------
-
-    def _serve(self):
-        """A job thread: run claimed jobs, highest priority first, until the
-        worker closes, or until the loop ended its run (`_abandon`)."""
-        try:
-            while (running := self.exchange.take()) is not None:
-                try:
-                    outcome = execution.run(
-                        running.job, self.backend_alias, guard=running.deadline_guard
-                    )
-                finally:
-                    close_old_connections()
-                if not self.exchange.hand_back(running, outcome):
-                    return
-        finally:
-            connections.close_all()  # this thread's own connections
-
     # --- Waiting ----------------------------------------------------------
 
     def _wait_seconds(self):
@@ -228,49 +194,10 @@ class Worker:
         if now >= self._next_maintenance and not self.stopping:
             maintenance.run_due_duties(self.worker_id)
             self._next_maintenance = now + conf.get("JOB_MAINTENANCE_SECONDS")
-        self._enforce_timeouts(now)
-        self.claims.release_held_too_long(now)
-
-    def _enforce_timeouts(self, now):
-        for running in self.exchange.runs():
-            running.interrupt_if_late(now)
-            if running.overdue(now):
-                self._abandon(running)
-
-    def _abandon(self, running):
-        """End a run that outlived its timeout and grace: the hard limit.
-
-        Its job is recorded as timed out (retried or FAILED, by its retry
-        policy) under the run's lease token, so the run itself can never
-        record anything after. Its thread, which cannot be stopped, is left
-        to finish on its own and exit; a new thread takes its place. With
-        more such threads alive than JOB_CONCURRENCY the worker claims no
-        more, finishes its active jobs and exits 1, for its supervisor to
-        start a fresh process.
-        """
-        if not self.exchange.end_run(running):
-            return  # it finished meanwhile
-        self.threads.remove(running.thread)
-        self.abandoned.append(running.thread)
-        recording.record_hard_timeout(
-            running.job,
-            running.timeout,
-            "its thread was abandoned",
-            duration=running.timeout + conf.get("JOB_TIMEOUT_GRACE_SECONDS"),
-            backend_alias=self.backend_alias,
-        )
-        self.abandoned = [t for t in self.abandoned if t.is_alive()]
-        if len(self.abandoned) > self.concurrency:
-            logger.error(
-                "worker %s: %d job threads are stuck past their time limit; "
-                "claiming no more and exiting 1 once active jobs finish",
-                self.worker_id,
-                len(self.abandoned),
-            )
-            self.stopping = True
+        if self.pool.enforce_timeouts(now):
+            self.stopping = True  # claim no more, exit 1 once jobs finish
             self.exit_code = 1
-            return
-        self._start_thread()
+        self.claims.release_held_too_long(now)
 
     def _abort(self):
         """Put the active jobs back as READY and leave the process now."""
