@@ -8,21 +8,22 @@ jobs run low, the first run of a batch finishes, a batch is full.
 Signals only set flags, the loop acts on them:
 first SIGTERM/SIGINT stops claiming and lets active jobs finish; a second one
 puts the active jobs back as READY and exits at once.
+
+The parts, by role: `exchange` (what the loop and the threads pass each
+other), `claims` (claiming ahead, giving back what waited too long), `pool`
+(the job threads, the hard time limit), `acks` (recording in batches),
+`leases` (renewal, heartbeat), `stopping` (signals, abort).
 """
 
 import logging
-import os
-import signal
 import time
 from dataclasses import dataclass
 
 from django.db import DatabaseError, close_old_connections
 from django.tasks import task_backends
 
-from .. import conf, heartbeat, maintenance
-from ..core import execution, transitions
-from ..exceptions import WorkerInterrupted
-from ..log import log_event
+from .. import conf, maintenance
+from ..core import execution
 from ..maintenance.rescue import rescue_from_dead_neighbours
 from ..notify.listen import Listener
 from .acks import Acks
@@ -30,6 +31,7 @@ from .claims import Claims, Pace
 from .exchange import Exchange
 from .leases import Leases
 from .pool import Pool
+from .stopping import StopFlags, put_back_and_exit
 
 logger = logging.getLogger("jobs.worker")
 
@@ -61,28 +63,30 @@ class Worker:
         self.install_signals = install_signals
         self.worker_id = execution.new_worker_id()
         self.stats = WorkerStats()
+        self._build_parts()
+        self._next_maintenance = 0.0
+        self.exit_code = 0
+
+    def _build_parts(self):
         ack_batch = max(self.concurrency, conf.get("JOB_ACK_BATCH"))
         self.exchange = Exchange(self.concurrency, ack_batch)
         self.wake = self.exchange.wake
-        self.pace = Pace()
+        self.flags = StopFlags(self.exchange)
+        pace = Pace()
         self.claims = Claims(
-            self.worker_id, self.queues, self.exchange, self.stats, self.pace, max_jobs
+            self.worker_id, self.queues, self.exchange, self.stats, pace, self.max_jobs
         )
-        self.acks = Acks(self.exchange, self.stats, self.pace)
+        self.acks = Acks(self.exchange, self.stats, pace)
         self.leases = Leases(
             self.worker_id, self.queues, self.concurrency, self.exchange, self.acks
         )
-        self.pool = Pool(self.worker_id, self.exchange, backend_alias)
-        self.stopping = False  # first signal: finish active jobs, claim nothing
-        self.aborting = False  # second signal: put active jobs back, exit now
-        self._next_maintenance = 0.0
-        self.exit_code = 0
+        self.pool = Pool(self.worker_id, self.exchange, self.backend_alias)
 
     # --- Lifecycle --------------------------------------------------------
 
     def run(self):
         """Work until stopped, drained (`burst`) or `max_jobs` ran; return 0."""
-        previous = self._install_signal_handlers() if self.install_signals else {}
+        previous = self.flags.install() if self.install_signals else {}
         listener = Listener(self.queues, self.wake)
         if not self.burst:  # a burst worker exits when idle: nothing to hear
             listener.start()
@@ -101,9 +105,8 @@ class Worker:
         finally:
             self.leases.unregister()
             listener.stop()
-            self.pool.close(wait=not self.aborting)
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            self.pool.close(wait=not self.flags.aborting)
+            self.flags.restore(previous)
         logger.info(
             "worker %s stopped after %d jobs", self.worker_id, self.stats.finished
         )
@@ -111,29 +114,7 @@ class Worker:
 
     def stop(self):
         """Ask the worker to finish its active jobs and exit (like SIGTERM)."""
-        self.stopping = True
-        self.wake.set()
-
-    def _install_signal_handlers(self):
-        """Handle SIGTERM and SIGINT; return the handlers they replace."""
-        return {
-            signum: signal.signal(signum, self._on_signal)
-            for signum in (signal.SIGTERM, signal.SIGINT)
-        }
-
-    def _on_signal(self, signum, frame):
-        name = signal.Signals(signum).name
-        if self.stopping:
-            logger.warning("%s again: putting active jobs back, exiting now", name)
-            self.aborting = True
-        else:
-            logger.info(
-                "%s: finishing %d active jobs, claiming no more (again to abort)",
-                name,
-                self.exchange.active(),
-            )
-            self.stopping = True
-        self.wake.set()
+        self.flags.stop()
 
     # --- The loop ---------------------------------------------------------
 
@@ -153,16 +134,18 @@ class Worker:
     def _step(self):
         """Do one turn of the loop; return True when the worker should exit."""
         self.wake.clear()
-        self.acks.collect(force=self.stopping or not self.exchange.waiting())
-        if self.aborting:
+        self.acks.collect(force=self.flags.stopping or not self.exchange.waiting())
+        if self.flags.aborting:
             self._abort()
-        if self.stopping and self.exchange.waiting():
+        if self.flags.stopping and self.exchange.waiting():
             self.claims.release()
-        if self.exchange.idle() and (self.stopping or self.claims.reached_max_jobs()):
+        if self.exchange.idle() and (
+            self.flags.stopping or self.claims.reached_max_jobs()
+        ):
             self.acks.collect(force=True)
             return True
         self._housekeeping()
-        claimed, wanted = (0, 0) if self.stopping else self.claims.claim()
+        claimed, wanted = (0, 0) if self.flags.stopping else self.claims.claim()
         if self.burst and not claimed and self.exchange.idle():
             self.acks.collect(force=True)
             return True
@@ -170,8 +153,6 @@ class Worker:
             return False  # the threads empty the buffer and rows are due
         self.wake.wait(self._wait_seconds())
         return False
-
-    # --- Waiting ----------------------------------------------------------
 
     def _wait_seconds(self):
         """Sleep until the next poll, or sooner for a heartbeat, a timeout or
@@ -191,30 +172,15 @@ class Worker:
     def _housekeeping(self):
         now = time.monotonic()
         self.leases.renew_if_due(now)
-        if now >= self._next_maintenance and not self.stopping:
+        if now >= self._next_maintenance and not self.flags.stopping:
             maintenance.run_due_duties(self.worker_id)
             self._next_maintenance = now + conf.get("JOB_MAINTENANCE_SECONDS")
         if self.pool.enforce_timeouts(now):
-            self.stopping = True  # claim no more, exit 1 once jobs finish
+            self.flags.stopping = True  # claim no more, exit 1 once jobs finish
             self.exit_code = 1
         self.claims.release_held_too_long(now)
 
     def _abort(self):
         """Put the active jobs back as READY and leave the process now."""
         self.claims.release()
-        jobs = [r.job for r in self.exchange.runs()]
-        put_back = transitions.put_back(
-            jobs,
-            WorkerInterrupted("The worker was stopped while this job ran."),
-            give_up_when_exhausted=False,
-        )
-        for job in put_back:
-            log_event("interrupted", job, level=logging.WARNING)
-        heartbeat.unregister(self.worker_id)
-        logger.warning(
-            "worker %s aborted: %d active jobs put back",
-            self.worker_id,
-            len(put_back),
-        )
-        logging.shutdown()
-        os._exit(1)
+        put_back_and_exit(self.worker_id, [r.job for r in self.exchange.runs()])
