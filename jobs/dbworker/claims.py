@@ -64,7 +64,7 @@ class Claims:
         return len(jobs), wanted
 
     def _ahead(self, free):
-        """How many jobs to claim beyond the free threads: JOB_PREFETCH while
+        """Count the jobs to claim beyond the free threads: JOB_PREFETCH while
         a thread is free; with none free, only as many as the busy threads
         start within JOB_PREFETCH_HOLD_SECONDS at the pace of recent runs."""
         if free > 0:

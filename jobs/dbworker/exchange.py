@@ -9,10 +9,11 @@ from .runs import Running
 class Exchange:
     """Claimed jobs out to the job threads, finished runs back to the loop.
 
-    Every field below but `wake` is read and written under `available`'s
-    lock; only `waiting` and `active` glance at them without it. The
-    threads wake the loop only when it has something to do: the claimed
-    jobs run low, or a finished run would wait too long to be recorded.
+    The buffer, the runs, the finished outcomes and the flags are read and
+    written under `available`'s lock; only `waiting` and `active` glance at
+    them without it. The threads wake the loop only when it has something
+    to do: the claimed jobs run low, or a finished run would wait too long
+    to be recorded.
     """
 
     def __init__(self, concurrency, ack_batch):

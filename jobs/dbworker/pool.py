@@ -48,7 +48,7 @@ class Pool:
         thread.start()
 
     def _serve(self):
-        """A job thread: run claimed jobs, highest priority first, until the
+        """Run claimed jobs in this thread, highest priority first, until the
         worker closes, or until the loop ended its run (`_abandon`)."""
         try:
             while (running := self.exchange.take()) is not None:

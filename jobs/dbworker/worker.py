@@ -155,8 +155,9 @@ class Worker:
         return False
 
     def _wait_seconds(self):
-        """Sleep until the next poll, or sooner for a heartbeat, a timeout or
-        finished runs waiting to be recorded."""
+        """Return how long to wait: until the next poll, or less for a
+        heartbeat, a timeout, a claimed job held too long or finished runs
+        waiting to be recorded."""
         now = time.monotonic()
         wake_at = [now + conf.get("JOB_POLL_SECONDS")]
         wake_at += [self.acks.arm(), self.claims.hold_ends()]
@@ -170,6 +171,8 @@ class Worker:
     # --- Housekeeping -----------------------------------------------------
 
     def _housekeeping(self):
+        """Renew leases, run due maintenance, enforce time limits, and give
+        back claimed jobs held too long."""
         now = time.monotonic()
         self.leases.renew_if_due(now)
         if now >= self._next_maintenance and not self.flags.stopping:
