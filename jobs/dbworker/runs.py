@@ -21,7 +21,7 @@ class Running:
     `except Exception:` in the task does not swallow it; asyncio cancels a
     coroutine task instead). A run still going JOB_TIMEOUT_GRACE_SECONDS
     later (it swallowed the JobTimeout, or is blocked in C) is ended by the
-    loop: see `Worker._abandon`.
+    loop: see `pool.Pool._abandon`.
     """
 
     job: object

@@ -8,28 +8,30 @@ jobs run low, the first run of a batch finishes, a batch is full.
 Signals only set flags, the loop acts on them:
 first SIGTERM/SIGINT stops claiming and lets active jobs finish; a second one
 puts the active jobs back as READY and exits at once.
+
+The parts, by role: `exchange` (what the loop and the threads pass each
+other), `claims` (claiming ahead, giving back what waited too long), `pool`
+(the job threads, the hard time limit), `acks` (recording in batches),
+`leases` (renewal, heartbeat), `stopping` (signals, abort).
 """
 
 import logging
-import os
-import signal
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
-from itertools import count
 
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections
 from django.tasks import task_backends
 
-from .. import conf, heartbeat, maintenance
-from ..core import execution, hot_path, recording, transitions
-from ..exceptions import WorkerInterrupted
-from ..log import log_event
+from .. import conf, maintenance
+from ..core import execution
 from ..maintenance.rescue import rescue_from_dead_neighbours
-from ..models import WorkerProcess
 from ..notify.listen import Listener
-from .runs import Running
+from .acks import Acks
+from .claims import Claims, Pace
+from .exchange import Exchange
+from .leases import Leases
+from .pool import Pool
+from .stopping import StopFlags, put_back_and_exit
 
 logger = logging.getLogger("jobs.worker")
 
@@ -61,34 +63,30 @@ class Worker:
         self.install_signals = install_signals
         self.worker_id = execution.new_worker_id()
         self.stats = WorkerStats()
-        self.prefetch = conf.get("JOB_PREFETCH")
-        self.ack_batch = max(self.concurrency, conf.get("JOB_ACK_BATCH"))
-        # Shared with the job threads, under `available`'s lock:
-        self.available = threading.Condition()
-        self.buffer = deque()  # (monotonic claim time, job): not yet taken
-        self.running = {}  # job pk -> Running: taken by a thread, not handed back
-        self.finished = []  # Outcomes from the threads, not collected
-        self.ack_armed = False  # the loop's wait ends in time for `finished`
-        self.refill_asked = False  # a thread said the buffer runs low
-        self.closing = False  # the threads exit once the buffer is empty
-        self._unrecorded = []  # Outcomes collected, not yet written
-        self.wake = threading.Event()
-        self.stopping = False  # first signal: finish active jobs, claim nothing
-        self.aborting = False  # second signal: put active jobs back, exit now
-        self._tokens = count(1)
-        self._thread_names = count(0)
-        self._next_heartbeat = 0.0
+        self._build_parts()
         self._next_maintenance = 0.0
-        self.pace = None  # seconds a run takes, lately (None: none ran yet)
-        self.threads = []  # the job threads serving the buffer
-        self.abandoned = []  # job threads whose run the loop ended
         self.exit_code = 0
+
+    def _build_parts(self):
+        ack_batch = max(self.concurrency, conf.get("JOB_ACK_BATCH"))
+        self.exchange = Exchange(self.concurrency, ack_batch)
+        self.wake = self.exchange.wake
+        self.flags = StopFlags(self.exchange)
+        pace = Pace()
+        self.claims = Claims(
+            self.worker_id, self.queues, self.exchange, self.stats, pace, self.max_jobs
+        )
+        self.acks = Acks(self.exchange, self.stats, pace)
+        self.leases = Leases(
+            self.worker_id, self.queues, self.concurrency, self.exchange, self.acks
+        )
+        self.pool = Pool(self.worker_id, self.exchange, self.backend_alias)
 
     # --- Lifecycle --------------------------------------------------------
 
     def run(self):
         """Work until stopped, drained (`burst`) or `max_jobs` ran; return 0."""
-        previous = self._install_signal_handlers() if self.install_signals else {}
+        previous = self.flags.install() if self.install_signals else {}
         listener = Listener(self.queues, self.wake)
         if not self.burst:  # a burst worker exits when idle: nothing to hear
             listener.start()
@@ -99,67 +97,24 @@ class Worker:
             self.concurrency,
             self.burst,
         )
-        for _ in range(self.concurrency):
-            self._start_thread()
-        self._register()
+        self.pool.start()
+        self.leases.register()
         rescue_from_dead_neighbours(self.worker_id)
         try:
             self._loop()
         finally:
-            heartbeat.unregister(self.worker_id)
+            self.leases.unregister()
             listener.stop()
-            with self.available:
-                self.closing = True
-                self.available.notify_all()
-                threads = list(self.threads)  # not the abandoned ones
-            if not self.aborting:
-                for thread in threads:
-                    thread.join()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            self.pool.close(wait=not self.flags.aborting)
+            self.flags.restore(previous)
         logger.info(
             "worker %s stopped after %d jobs", self.worker_id, self.stats.finished
         )
         return self.exit_code
 
-    def _start_thread(self):
-        thread = threading.Thread(
-            target=self._serve, name=f"job_{next(self._thread_names)}", daemon=True
-        )
-        with self.available:
-            self.threads.append(thread)
-        thread.start()
-
-    def _register(self):
-        heartbeat.register(
-            self.worker_id, WorkerProcess.Kind.DATABASE, self.queues, self.concurrency
-        )
-
     def stop(self):
         """Ask the worker to finish its active jobs and exit (like SIGTERM)."""
-        self.stopping = True
-        self.wake.set()
-
-    def _install_signal_handlers(self):
-        """Handle SIGTERM and SIGINT; return the handlers they replace."""
-        return {
-            signum: signal.signal(signum, self._on_signal)
-            for signum in (signal.SIGTERM, signal.SIGINT)
-        }
-
-    def _on_signal(self, signum, frame):
-        name = signal.Signals(signum).name
-        if self.stopping:
-            logger.warning("%s again: putting active jobs back, exiting now", name)
-            self.aborting = True
-        else:
-            logger.info(
-                "%s: finishing %d active jobs, claiming no more (again to abort)",
-                name,
-                len(self.running),
-            )
-            self.stopping = True
-        self.wake.set()
+        self.flags.stop()
 
     # --- The loop ---------------------------------------------------------
 
@@ -179,283 +134,56 @@ class Worker:
     def _step(self):
         """Do one turn of the loop; return True when the worker should exit."""
         self.wake.clear()
-        self._collect(force=self.stopping or not self.buffer)
-        if self.aborting:
+        self.acks.collect(force=self.flags.stopping or not self.exchange.waiting())
+        if self.flags.aborting:
             self._abort()
-        if self.stopping and self.buffer:
-            self._release_buffer()
-        if self._idle() and (self.stopping or self._reached_max_jobs()):
-            self._collect(force=True)
+        if self.flags.stopping and self.exchange.waiting():
+            self.claims.release()
+        if self.exchange.idle() and (
+            self.flags.stopping or self.claims.reached_max_jobs()
+        ):
+            self.acks.collect(force=True)
             return True
         self._housekeeping()
-        claimed, wanted = self._claim()
-        if self.burst and not claimed and self._idle():
-            self._collect(force=True)
+        claimed, wanted = (0, 0) if self.flags.stopping else self.claims.claim()
+        if self.burst and not claimed and self.exchange.idle():
+            self.acks.collect(force=True)
             return True
-        if wanted and claimed == wanted and len(self.buffer) < self.concurrency:
+        if wanted and claimed == wanted and self.exchange.waiting() < self.concurrency:
             return False  # the threads empty the buffer and rows are due
         self.wake.wait(self._wait_seconds())
         return False
 
-    def _claim(self):
-        """Claim a batch: the free threads, plus jobs to start soon after.
-
-        Claiming ahead (JOB_PREFETCH) means one claim statement serves many
-        short jobs. A worker whose threads are all busy with long jobs claims
-        nothing (`_claim_ahead`), and a job claimed ahead that no thread took
-        within JOB_PREFETCH_HOLD_SECONDS goes back (`_release_held_too_long`),
-        so a short job never waits long behind a busy worker while another
-        is idle.
-        """
-        with self.available:
-            free = self.concurrency - len(self.running)
-            buffered = len(self.buffer)
-        if self.stopping or buffered >= self.concurrency:
-            return 0, 0
-        wanted = free + self._claim_ahead(free) - buffered
-        if self.max_jobs is not None:
-            wanted = min(wanted, self.max_jobs - self.stats.claimed)
-        if wanted <= 0:
-            return 0, 0
-        token = f"{self.worker_id}:{next(self._tokens)}"
-        jobs = hot_path.claim(self.queues, wanted, self.worker_id, token)
-        claimed_at = time.monotonic()
-        with self.available:
-            self.buffer.extend((claimed_at, job) for job in jobs)
-            self.refill_asked = False
-            self.available.notify(len(jobs))
-        self.stats.claimed += len(jobs)
-        return len(jobs), wanted
-
-    def _claim_ahead(self, free):
-        """How many jobs to claim beyond the free threads: JOB_PREFETCH while
-        a thread is free; with none free, only as many as the busy threads
-        start within JOB_PREFETCH_HOLD_SECONDS at the pace of recent runs."""
-        if free > 0:
-            return self.prefetch
-        if self.pace is None:
-            return 0
-        soon = self.concurrency * conf.get("JOB_PREFETCH_HOLD_SECONDS") / self.pace
-        return min(self.prefetch, int(soon))
-
-    def _release_buffer(self, claimed_by=None):
-        """Release the claimed jobs no thread took (only those claimed by
-        monotonic time `claimed_by`, if given): back to READY, uncounted."""
-
-        def goes(claimed_at):
-            return claimed_by is None or claimed_at <= claimed_by
-
-        with self.available:
-            entries = list(self.buffer)
-            self.buffer = deque(e for e in entries if not goes(e[0]))
-        jobs = [job for claimed_at, job in entries if goes(claimed_at)]
-        released = transitions.release(jobs)
-        self.stats.claimed -= len(jobs)
-        if released:
-            logger.info("released %d claimed jobs that had not started", released)
-
-    def _release_held_too_long(self, now):
-        hold = conf.get("JOB_PREFETCH_HOLD_SECONDS")
-        with self.available:
-            oldest = self.buffer[0][0] if self.buffer else None
-        if oldest is not None and now - oldest >= hold:
-            self._release_buffer(claimed_by=now - hold)
-
-    # --- The job threads --------------------------------------------------
-
-    def _serve(self):
-        """A job thread: run claimed jobs, highest priority first, until the
-        worker closes, or until the loop ended its run (`_abandon`)."""
-        try:
-            while (running := self._take()) is not None:
-                try:
-                    outcome = execution.run(
-                        running.job, self.backend_alias, guard=running.deadline_guard
-                    )
-                finally:
-                    close_old_connections()
-                if not self._hand_back(running, outcome):
-                    return
-        finally:
-            connections.close_all()  # this thread's own connections
-
-    def _take(self):
-        """Wait for a claimed job and take it; None once the worker closes
-        (a loop that ends leaves nothing claimed to take, unless it crashed:
-        then the rescuer puts those jobs back)."""
-        with self.available:
-            while not self.buffer and not self.closing:
-                self.available.wait()
-            if self.closing:
-                return None
-            _, job = self.buffer.popleft()
-            running = Running(job, self.wake, threading.current_thread())
-            self.running[job.pk] = running
-            # Ask the loop for more once, when fewer are left than threads.
-            refill = len(self.buffer) < self.concurrency and not self.refill_asked
-            self.refill_asked = self.refill_asked or refill
-        if refill:
-            self.wake.set()
-        return running
-
-    def _hand_back(self, running, outcome):
-        """Give a finished run to the loop, waking it only when its wait
-        would not end in time to record the run. Return False, dropping the
-        outcome, when the loop had already ended the run (`_abandon`)."""
-        with self.available:
-            if running.abandoned:
-                return False
-            del self.running[running.job.pk]
-            self.finished.append(outcome)
-            wake = not self.ack_armed or len(self.finished) >= self.ack_batch
-            self.ack_armed = True
-        if wake:
-            self.wake.set()
-        return True
-
-    # --- Recording --------------------------------------------------------
-
-    def _collect(self, force=False):
-        """Record finished runs in batches of JOB_ACK_BATCH or JOB_ACK_SECONDS.
-
-        A lone finished job waits at most JOB_ACK_SECONDS for company; the
-        worker never waits with threads idle for want of a write.
-        """
-        with self.available:
-            finished, self.finished = self.finished, []
-        for outcome in finished:
-            self._keep_pace(outcome.duration)
-        self._unrecorded += finished
-        if not self._unrecorded:
-            return
-        first_done = self._unrecorded[0].finished
-        due = time.monotonic() - first_done >= conf.get("JOB_ACK_SECONDS")
-        if not (force or due or len(self._unrecorded) >= self.ack_batch):
-            return
-        recording.finish(self._unrecorded)
-        self.stats.finished += len(self._unrecorded)
-        self._unrecorded = []
-
-    def _keep_pace(self, duration):
-        """Follow how long runs take (a moving average), for `_claim_ahead`."""
-        duration = max(duration, 1e-6)
-        self.pace = duration if self.pace is None else 0.8 * self.pace + 0.2 * duration
-
-    def _running(self):
-        """The runs the threads took and the loop has not collected, now."""
-        with self.available:
-            return list(self.running.values())
-
-    def _idle(self):
-        """Say whether no claimed job waits or runs (all runs collected)."""
-        with self.available:
-            return not self.buffer and not self.running
-
-    def _reached_max_jobs(self):
-        return self.max_jobs is not None and self.stats.claimed >= self.max_jobs
-
     def _wait_seconds(self):
-        """Sleep until the next poll, or sooner for a heartbeat, a timeout or
-        finished runs waiting to be recorded."""
+        """Return how long to wait: until the next poll, or less for a
+        heartbeat, a timeout, a claimed job held too long or finished runs
+        waiting to be recorded."""
         now = time.monotonic()
         wake_at = [now + conf.get("JOB_POLL_SECONDS")]
-        with self.available:
-            first = (self._unrecorded or self.finished or [None])[0]
-            # From here on a thread handing back a run wakes the loop only
-            # if this wait would not end in time to record it.
-            self.ack_armed = first is not None
-            oldest = self.buffer[0][0] if self.buffer else None
-        running = self._running()
-        if first is not None:
-            wake_at.append(first.finished + conf.get("JOB_ACK_SECONDS"))
-        if oldest is not None:
-            wake_at.append(oldest + conf.get("JOB_PREFETCH_HOLD_SECONDS"))
+        wake_at += [self.acks.arm(), self.claims.hold_ends()]
+        running = self.exchange.runs()
         if running:
-            wake_at.append(self._next_heartbeat)
+            wake_at.append(self.leases.next_renewal)
             for r in running:
                 wake_at.extend(r.deadlines())
-        return max(0.0, min(wake_at) - now)
+        return max(0.0, min(t for t in wake_at if t is not None) - now)
 
     # --- Housekeeping -----------------------------------------------------
 
     def _housekeeping(self):
+        """Renew leases, run due maintenance, enforce time limits, and give
+        back claimed jobs held too long."""
         now = time.monotonic()
-        if now >= self._next_heartbeat:
-            with self.available:
-                held = [r.job for r in self.running.values()]
-                held += [o.job for o in self.finished]
-                held += [job for _, job in self.buffer]
-            held += [o.job for o in self._unrecorded]
-            transitions.renew_leases(held)
-            if not heartbeat.beat(self.worker_id):
-                self._register()
-            self._next_heartbeat = now + conf.get("JOB_LEASE_SECONDS") / 3
-        if now >= self._next_maintenance and not self.stopping:
+        self.leases.renew_if_due(now)
+        if now >= self._next_maintenance and not self.flags.stopping:
             maintenance.run_due_duties(self.worker_id)
             self._next_maintenance = now + conf.get("JOB_MAINTENANCE_SECONDS")
-        self._enforce_timeouts(now)
-        self._release_held_too_long(now)
-
-    def _enforce_timeouts(self, now):
-        for running in self._running():
-            running.interrupt_if_late(now)
-            if running.overdue(now):
-                self._abandon(running)
-
-    def _abandon(self, running):
-        """End a run that outlived its timeout and grace: the hard limit.
-
-        Its job is recorded as timed out (retried or FAILED, by its retry
-        policy) under the run's lease token, so the run itself can never
-        record anything after. Its thread, which cannot be stopped, is left
-        to finish on its own and exit; a new thread takes its place. With
-        more such threads alive than JOB_CONCURRENCY the worker claims no
-        more, finishes its active jobs and exits 1, for its supervisor to
-        start a fresh process.
-        """
-        with self.available:
-            if self.running.get(running.job.pk) is not running:
-                return  # it finished meanwhile
-            del self.running[running.job.pk]
-            running.abandoned = True
-            self.threads.remove(running.thread)
-            self.abandoned.append(running.thread)
-        recording.record_hard_timeout(
-            running.job,
-            running.timeout,
-            "its thread was abandoned",
-            duration=running.timeout + conf.get("JOB_TIMEOUT_GRACE_SECONDS"),
-            backend_alias=self.backend_alias,
-        )
-        self.abandoned = [t for t in self.abandoned if t.is_alive()]
-        if len(self.abandoned) > self.concurrency:
-            logger.error(
-                "worker %s: %d job threads are stuck past their time limit; "
-                "claiming no more and exiting 1 once active jobs finish",
-                self.worker_id,
-                len(self.abandoned),
-            )
-            self.stopping = True
+        if self.pool.enforce_timeouts(now):
+            self.flags.stopping = True  # claim no more, exit 1 once jobs finish
             self.exit_code = 1
-            return
-        self._start_thread()
+        self.claims.release_held_too_long(now)
 
     def _abort(self):
         """Put the active jobs back as READY and leave the process now."""
-        self._release_buffer()
-        jobs = [r.job for r in self._running()]
-        put_back = transitions.put_back(
-            jobs,
-            WorkerInterrupted("The worker was stopped while this job ran."),
-            give_up_when_exhausted=False,
-        )
-        for job in put_back:
-            log_event("interrupted", job, level=logging.WARNING)
-        heartbeat.unregister(self.worker_id)
-        logger.warning(
-            "worker %s aborted: %d active jobs put back",
-            self.worker_id,
-            len(put_back),
-        )
-        logging.shutdown()
-        os._exit(1)
+        self.claims.release()
+        put_back_and_exit(self.worker_id, [r.job for r in self.exchange.runs()])

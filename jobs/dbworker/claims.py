@@ -1,0 +1,103 @@
+"""Claiming due jobs for the threads, ahead of them by the pace of runs."""
+
+import logging
+import time
+from itertools import count
+
+from .. import conf
+from ..core import hot_path, transitions
+
+logger = logging.getLogger("jobs.worker")
+
+
+class Pace:
+    """Follow how long runs take lately (a moving average)."""
+
+    def __init__(self):
+        self.seconds = None  # None: none ran yet
+
+    def keep(self, duration):
+        """Count one more run that took `duration` seconds."""
+        duration = max(duration, 1e-6)
+        self.seconds = (
+            duration if self.seconds is None else 0.8 * self.seconds + 0.2 * duration
+        )
+
+
+class Claims:
+    """Claim due jobs in batches and offer them to the threads.
+
+    Claiming ahead (JOB_PREFETCH) means one claim statement serves many
+    short jobs. A worker whose threads are all busy with long jobs claims
+    nothing (`_ahead`), and a job claimed ahead that no thread took within
+    JOB_PREFETCH_HOLD_SECONDS goes back (`release_held_too_long`), so a
+    short job never waits long behind a busy worker while another is idle.
+    """
+
+    def __init__(self, worker_id, queues, exchange, stats, pace, max_jobs):
+        self.worker_id = worker_id
+        self.queues = queues
+        self.exchange = exchange
+        self.stats = stats  # counts the claimed jobs
+        self.pace = pace
+        self.max_jobs = max_jobs
+        self.prefetch = conf.get("JOB_PREFETCH")
+        self._tokens = count(1)
+
+    def claim(self):
+        """Claim a batch: the free threads, plus jobs to start soon after.
+
+        Return how many jobs were claimed and how many were wanted.
+        """
+        free, buffered = self.exchange.free_and_waiting()
+        if buffered >= self.exchange.concurrency:
+            return 0, 0
+        wanted = free + self._ahead(free) - buffered
+        if self.max_jobs is not None:
+            wanted = min(wanted, self.max_jobs - self.stats.claimed)
+        if wanted <= 0:
+            return 0, 0
+        token = f"{self.worker_id}:{next(self._tokens)}"
+        jobs = hot_path.claim(self.queues, wanted, self.worker_id, token)
+        self.exchange.put(jobs, claimed_at=time.monotonic())
+        self.stats.claimed += len(jobs)
+        return len(jobs), wanted
+
+    def _ahead(self, free):
+        """Count the jobs to claim beyond the free threads: JOB_PREFETCH while
+        a thread is free; with none free, only as many as the busy threads
+        start within JOB_PREFETCH_HOLD_SECONDS at the pace of recent runs."""
+        if free > 0:
+            return self.prefetch
+        if self.pace.seconds is None:
+            return 0
+        hold = conf.get("JOB_PREFETCH_HOLD_SECONDS")
+        soon = self.exchange.concurrency * hold / self.pace.seconds
+        return min(self.prefetch, int(soon))
+
+    def reached_max_jobs(self):
+        """Say whether the worker claimed all the jobs it may run."""
+        return self.max_jobs is not None and self.stats.claimed >= self.max_jobs
+
+    def release(self, claimed_by=None):
+        """Release the claimed jobs no thread took (only those claimed by
+        monotonic time `claimed_by`, if given): back to READY, uncounted."""
+        jobs = self.exchange.unclaim(claimed_by)
+        released = transitions.release(jobs)
+        self.stats.claimed -= len(jobs)
+        if released:
+            logger.info("released %d claimed jobs that had not started", released)
+
+    def release_held_too_long(self, now):
+        """Release the jobs claimed JOB_PREFETCH_HOLD_SECONDS ago or more."""
+        hold = conf.get("JOB_PREFETCH_HOLD_SECONDS")
+        oldest = self.exchange.oldest_claim()
+        if oldest is not None and now - oldest >= hold:
+            self.release(claimed_by=now - hold)
+
+    def hold_ends(self):
+        """Return when the oldest claimed job not taken must go back, or None."""
+        oldest = self.exchange.oldest_claim()
+        if oldest is None:
+            return None
+        return oldest + conf.get("JOB_PREFETCH_HOLD_SECONDS")

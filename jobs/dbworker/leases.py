@@ -1,0 +1,42 @@
+"""Keeping the worker's claim on its jobs: lease renewal and heartbeat."""
+
+from .. import conf, heartbeat
+from ..core import transitions
+from ..models import WorkerProcess
+
+
+class Leases:
+    """Renew the lease of every job the worker holds, and its heartbeat.
+
+    A job is held from its claim until its run is recorded: waiting for a
+    thread, running, or finished and not yet written. Leases and heartbeat
+    are renewed every third of JOB_LEASE_SECONDS.
+    """
+
+    def __init__(self, worker_id, queues, concurrency, exchange, acks):
+        self.worker_id = worker_id
+        self.queues = queues
+        self.concurrency = concurrency
+        self.exchange = exchange
+        self.acks = acks
+        self.next_renewal = 0.0  # monotonic
+
+    def register(self):
+        """Enter the worker in the registry of workers."""
+        heartbeat.register(
+            self.worker_id, WorkerProcess.Kind.DATABASE, self.queues, self.concurrency
+        )
+
+    def unregister(self):
+        """Take the worker out of the registry of workers."""
+        heartbeat.unregister(self.worker_id)
+
+    def renew_if_due(self, now):
+        """Renew the leases and beat the heart, if it is time to."""
+        if now < self.next_renewal:
+            return
+        held = self.exchange.held_jobs() + self.acks.jobs()
+        transitions.renew_leases(held)
+        if not heartbeat.beat(self.worker_id):
+            self.register()
+        self.next_renewal = now + conf.get("JOB_LEASE_SECONDS") / 3
