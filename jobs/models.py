@@ -180,7 +180,7 @@ class Job(models.Model):
 
     # The claim being run: a worker writes only rows that still carry the
     # token it claimed them with, so a rescued job is never overwritten by
-    # the worker that lost it. The lease is renewed by that worker's heartbeat.
+    # the worker that lost it. That worker renews the lease while it holds the job.
     lease_token = models.CharField(max_length=80, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # Set by an admin cancel of a RUNNING job: the task may stop early

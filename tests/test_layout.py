@@ -15,7 +15,7 @@ LAYERS = [
         "exceptions",
         "log",
         "retry",
-        "heartbeat",
+        "worker_registry",
         "expressions",
         "upstream",
         "migrations",

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from jobs import heartbeat, maintenance
-from jobs.maintenance import leader, registry, rescue
+from jobs import maintenance, worker_registry
+from jobs.maintenance import dead_workers, leader, rescue
 from jobs.models import JobStatus, LeaderLock, WorkerProcess
 
 from .helpers import in_the_past, make_job
@@ -93,13 +93,13 @@ def test_jobworker__refuses_bad_options(args, message):
 
 
 def test_worker_registry__register_beat_forget():
-    heartbeat.register("w:1:a", WorkerProcess.Kind.DATABASE, ["default"], 5)
-    heartbeat.register("w:2:b", WorkerProcess.Kind.RQ, ["default"], 1)
+    worker_registry.register("w:1:a", WorkerProcess.Kind.DATABASE, ["default"], 5)
+    worker_registry.register("w:2:b", WorkerProcess.Kind.RQ, ["default"], 1)
     WorkerProcess.objects.filter(id="w:2:b").update(last_heartbeat_at=in_the_past(600))
 
-    assert heartbeat.beat("w:1:a") == 1
+    assert worker_registry.report_alive("w:1:a") == 1
     assert list(WorkerProcess.objects.alive().values_list("id", flat=True)) == ["w:1:a"]
-    registry.forget_dead_workers()
+    dead_workers.forget_dead_workers()
     assert list(WorkerProcess.objects.values_list("id", flat=True)) == ["w:1:a"]
-    heartbeat.unregister("w:1:a")
-    assert heartbeat.beat("w:1:a") == 0
+    worker_registry.unregister("w:1:a")
+    assert worker_registry.report_alive("w:1:a") == 0

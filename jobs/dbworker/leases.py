@@ -1,16 +1,18 @@
-"""Keeping the worker's claim on its jobs: lease renewal and heartbeat."""
+"""Keeping the worker's claim on its jobs (lease renewal) and its entry in
+the worker registry."""
 
-from .. import conf, heartbeat
+from .. import conf, worker_registry
 from ..core import transitions
 from ..models import WorkerProcess
 
 
 class Leases:
-    """Renew the lease of every job the worker holds, and its heartbeat.
+    """Renew the lease of every job the worker holds, and report the worker
+    alive in the registry.
 
     A job is held from its claim until its run is recorded: waiting for a
-    thread, running, or finished and not yet written. Leases and heartbeat
-    are renewed every third of JOB_LEASE_SECONDS.
+    thread, running, or finished and not yet written. Leases and the
+    registry entry are renewed every third of JOB_LEASE_SECONDS.
     """
 
     def __init__(self, worker_id, queues, concurrency, exchange, acks):
@@ -23,20 +25,20 @@ class Leases:
 
     def register(self):
         """Enter the worker in the registry of workers."""
-        heartbeat.register(
+        worker_registry.register(
             self.worker_id, WorkerProcess.Kind.DATABASE, self.queues, self.concurrency
         )
 
     def unregister(self):
         """Take the worker out of the registry of workers."""
-        heartbeat.unregister(self.worker_id)
+        worker_registry.unregister(self.worker_id)
 
     def renew_if_due(self, now):
-        """Renew the leases and beat the heart, if it is time to."""
+        """Renew the leases and report the worker alive, if it is time to."""
         if now < self.next_renewal:
             return
         held = self.exchange.held_jobs() + self.acks.jobs()
         transitions.renew_leases(held)
-        if not heartbeat.beat(self.worker_id):
+        if not worker_registry.report_alive(self.worker_id):
             self.register()
         self.next_renewal = now + conf.get("JOB_LEASE_SECONDS") / 3

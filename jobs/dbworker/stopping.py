@@ -4,7 +4,7 @@ import logging
 import os
 import signal
 
-from .. import heartbeat
+from .. import worker_registry
 from ..core import transitions
 from ..exceptions import WorkerInterrupted
 from ..log import log_event
@@ -67,7 +67,7 @@ def put_back_and_exit(worker_id, jobs):
     )
     for job in put_back:
         log_event("interrupted", job, level=logging.WARNING)
-    heartbeat.unregister(worker_id)
+    worker_registry.unregister(worker_id)
     logger.warning(
         "worker %s aborted: %d active jobs put back",
         worker_id,

@@ -1,7 +1,7 @@
 """The database worker: claim due rows in batches, run them in threads.
 
 One main thread owns the loop and every write the worker itself makes
-(claims, batched completions, heartbeats, maintenance); `concurrency` threads
+(claims, batched completions, lease renewals, maintenance); `concurrency` threads
 run task functions, each taking the next claimed job itself as soon as it
 is free. The loop is woken only when it has something to do: the claimed
 jobs run low, the first run of a batch finishes, a batch is full.
@@ -12,7 +12,7 @@ puts the active jobs back as READY and exits at once.
 The parts, by role: `exchange` (what the loop and the threads pass each
 other), `claims` (claiming ahead, giving back what waited too long), `pool`
 (the job threads, the hard time limit), `acks` (recording in batches),
-`leases` (renewal, heartbeat), `stopping` (signals, abort).
+`leases` (lease renewal, the worker registry), `stopping` (signals, abort).
 """
 
 import logging

@@ -1,6 +1,6 @@
 """Maintenance duties, run by the workers themselves, one process at a time.
 
-One module per duty: `rescue`, `redispatch`, `prune`, `registry`. Workers
+One module per duty: `rescue`, `redispatch`, `prune`, `dead_workers`. Workers
 call `run_due_duties` on a timer; it runs every duty if this process holds
 the leader lock (`leader`), so with many workers one does the work at a time.
 """
@@ -8,7 +8,7 @@ the leader lock (`leader`), so with many workers one does the work at a time.
 import logging
 
 from .. import conf
-from . import prune, redispatch, registry, rescue
+from . import dead_workers, prune, redispatch, rescue
 from .leader import MAINTENANCE, take_leader_lock
 
 logger = logging.getLogger("jobs.maintenance")
@@ -16,7 +16,7 @@ logger = logging.getLogger("jobs.maintenance")
 DUTIES = [
     rescue.rescue_stalled,
     redispatch.redispatch,
-    registry.forget_dead_workers,
+    dead_workers.forget_dead_workers,
     prune.prune,
 ]
 

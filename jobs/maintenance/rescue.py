@@ -11,7 +11,7 @@ at once: `rqworker.handover`.)
 
 import logging
 
-from .. import heartbeat
+from .. import worker_registry
 from ..core.transitions import put_back
 from ..exceptions import WorkerLost
 from ..expressions import DatabaseNow
@@ -51,11 +51,11 @@ def rescue_from_dead_neighbours(worker_id):
     gone (killed, crashed), instead of waiting for their leases to expire.
 
     Run by a worker as it starts. Only workers whose process ids this one
-    can see are judged (`heartbeat.pid_space`); any other waits for its
+    can see are judged (`worker_registry.pid_space`); any other waits for its
     lease. The attempt is counted, as a lost worker's is.
     """
     rescued = []
-    for dead in heartbeat.dead_neighbours(worker_id):
+    for dead in worker_registry.dead_neighbours(worker_id):
         rescued += rescue_held_by(dead.id)
-        heartbeat.unregister(dead.id)
+        worker_registry.unregister(dead.id)
     return rescued

@@ -11,7 +11,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 from rq.worker import WorkerStatus
 
-from .. import conf, heartbeat
+from .. import conf, worker_registry
 from ..notify import link, rq_push
 from .job import worker_id
 from .maintainer import Maintainer
@@ -97,7 +97,7 @@ class JobsWorkerMixin(RedisOutageMixin):
             if self.scheduler is not None:
                 self.stop_scheduler()
         with suppress(DatabaseError):
-            heartbeat.unregister(worker_id())
+            worker_registry.unregister(worker_id())
 
     def handle_execution_ended(self, job, queue, heartbeat_ttl):
         # RQ writes a job's heartbeat once more as it ends, a round trip of

@@ -6,7 +6,7 @@ import threading
 import redis
 from django.db import DatabaseError, close_old_connections, connections
 
-from .. import conf, heartbeat, maintenance
+from .. import conf, maintenance, worker_registry
 from ..maintenance.rescue import rescue_from_dead_neighbours
 from ..models import WorkerProcess
 from .job import worker_id
@@ -44,17 +44,17 @@ class Maintainer(threading.Thread):
         finally:
             try:
                 with database_in_use:
-                    heartbeat.unregister(self.worker_id)
+                    worker_registry.unregister(self.worker_id)
             except DatabaseError:
                 pass  # it will be forgotten once its heartbeat is old
             connections.close_all()
 
     def _register(self):
-        heartbeat.register(self.worker_id, WorkerProcess.Kind.RQ, self.queues, 1)
+        worker_registry.register(self.worker_id, WorkerProcess.Kind.RQ, self.queues, 1)
 
     def _turn(self):
         try:
-            if not heartbeat.beat(self.worker_id):
+            if not worker_registry.report_alive(self.worker_id):
                 self._register()
             maintenance.run_due_duties(self.worker_id)
         except DatabaseError as e:

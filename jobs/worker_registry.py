@@ -28,7 +28,7 @@ def register(worker_id, kind, queues, concurrency):
     )
 
 
-def beat(worker_id):
+def report_alive(worker_id):
     """Say this worker is alive; register again if its row was pruned."""
     return WorkerProcess.objects.filter(id=worker_id).update(
         last_heartbeat_at=timezone.now()
