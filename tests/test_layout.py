@@ -1,6 +1,8 @@
 """The layout by role: imports point down, from the edges to the models."""
 
 import ast
+import importlib
+import re
 
 import pytest
 
@@ -119,3 +121,49 @@ def test_imports__form_no_cycle():
 
     for module in sorted(graph):
         visit(module)
+
+
+def generated(path):
+    """Say whether `path` is made by running something (git ignores it)."""
+    ignored = (ROOT / ".gitignore").read_text().split()
+    return any(path.startswith(rule.strip("/")) for rule in ignored if "/" in rule)
+
+
+def quoted(document):
+    """The `quoted` words of a Markdown document at the root."""
+    return re.findall(r"`([^`\s]+)`", (ROOT / document).read_text())
+
+
+@pytest.mark.parametrize("document", ["README.md", "ARCHITECTURE.md"])
+def test_documents__name_files_that_exist(document):
+    named = [
+        w
+        for w in quoted(document)
+        if re.fullmatch(r"\w[\w./-]*(\.(py|md)|/)", w) and not generated(w)
+    ]
+    missing = [w for w in named if not any(ROOT.glob(f"**/{w.rstrip('/')}"))]
+    assert named and missing == []
+
+
+def test_architecture__names_modules_and_functions_that_exist():
+    dotted = [
+        w
+        for w in quoted("ARCHITECTURE.md")
+        if re.fullmatch(r"[a-z_]+(\.[A-Za-z_]+)+", w) and not w.endswith(".py")
+    ]
+    missing = [name for name in dotted if not resolves(f"jobs.{name}")]
+    assert dotted and missing == []
+
+
+def resolves(name):
+    """Say whether `name` is a module, or an attribute path within one."""
+    parts = name.split(".")
+    for cut in range(len(parts), 1, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            found = getattr(found, attribute, None)
+        return found is not None
+    return False
