@@ -36,16 +36,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report import Report, Target, percentile  # noqa: E402
-from bench.services import (  # noqa: E402
-    BASELINE_PACKAGES,
-    ROOT,
-    Postgres,
-    Process,
-    ensure_baseline_venv,
-)
-from bench.systems import DjangoTasksDB, Ours, RawRQ  # noqa: E402
-from tests.services import PrivateRedis, wait_for  # noqa: E402
+from bench.harness import Harness  # noqa: E402
+from bench.log import log  # noqa: E402
+from bench.report import Target, percentile  # noqa: E402
+from bench.services import BASELINE_PACKAGES, ROOT  # noqa: E402
+from bench.systems import Ours  # noqa: E402
+from tests.services import wait_for  # noqa: E402
 
 TASKS = ("noop", "sleep10ms")
 PAGES = ("health", "health_uncached", "admin_jobs")
@@ -107,35 +103,14 @@ def parse_args(argv):
     return options
 
 
-def log(message):
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class Runner:
+class Runner(Harness):
     def __init__(self, options, workdir):
-        self.options = options
-        self.workdir = Path(workdir)
-        self.postgres = Postgres(options.postgres)
-        self.redis = PrivateRedis(self.workdir)
-        self.log_level = options.log_level
-        self.report = Report()
-        self.baselines = not options.no_baselines
+        super().__init__(options, workdir)
         self.parts = set(options.only or ["enqueue", "drain", "pickup", "http"])
         if options.no_http:
             self.parts.discard("http")
-        prefix = options.db_prefix
-        self.ours = Ours(self, f"{prefix}_jobs")
-        self.ours_redis = self.ours.with_redis(True)
-        self.dtdb = DjangoTasksDB(self, f"{prefix}_dtdb")
-        self.rq = RawRQ(self)
-        self._logs = 0
         # --quick drains with one worker only: each start costs ~1 s of Django.
         self.worker_counts = (1,) if options.quick else (1, 2)
-        self.databases = [self.ours.database, self.dtdb.database]
-
-    def log_path(self, label):
-        self._logs += 1
-        return self.workdir / f"{self._logs:04d}-{label}.log"
 
     # --- Counts ------------------------------------------------------------
 
@@ -145,56 +120,13 @@ class Runner:
             return max(20, jobs // 10)  # a fork per job: ~100 jobs/s
         return max(20, jobs // 4) if task == "sleep10ms" else jobs
 
-    # --- Setup -------------------------------------------------------------
-
-    def setup(self):
-        self.redis.start()
-        if self.baselines:
-            ensure_baseline_venv(log)
-        log("creating scratch databases")
-        self.ours.setup()
-        if self.baselines:
-            self.dtdb.setup()
-
-    def teardown(self):
-        self.redis.stop()
-        if not self.options.keep_databases:
-            for name in self.databases:
-                self.postgres.drop(name)
-
     # --- Measuring ---------------------------------------------------------
-
-    def measure(self, names, function):
-        """Run one measurement; record its values, or the error against names."""
-        match = self.options.match
-        if match and not any(m in name for m in match for name in names):
-            return
-        try:
-            values = function()
-        except Exception as e:  # one broken figure must not lose the others
-            log(f"{', '.join(names)}: {type(e).__name__}: {e}")
-            self.report.error(names, f"{type(e).__name__}: {e}")
-            return
-        if isinstance(values, str):  # "not available"
-            for name in names:
-                self.report.note(name, values)
-            return
-        values = values if isinstance(values, tuple) else (values,)
-        for name, value in zip(names, values, strict=True):
-            self.report.add(name, value)
-        log(", ".join(f"{n}={v:.4g}" for n, v in zip(names, values, strict=True)))
-
-    def start(self, system, command, label):
-        return Process(command, system.worker_env(), self.log_path(label))
 
     def drain(self, system, task, jobs, commands, label):
         system.reset()
         system.client("prefill", jobs=jobs, task=task)
         started = time.monotonic()
-        processes = [
-            self.start(system, command, f"{label}-{i}")
-            for i, command in enumerate(commands)
-        ]
+        processes = self.start_workers(system, commands, label)
         for process in processes:
             code = process.wait(timeout=120 + jobs / 5)
             process.close()
@@ -210,10 +142,7 @@ class Runner:
 
     def pickup(self, system, commands, label, ready):
         system.reset()
-        processes = [
-            self.start(system, command, f"{label}-{i}")
-            for i, command in enumerate(commands)
-        ]
+        processes = self.start_workers(system, commands, label)
         try:
             wait_for(lambda: ready(processes), 60, f"{label} workers to start")
             time.sleep(0.5)  # past start-up work (LISTEN, first poll)
