@@ -33,6 +33,17 @@ class Harness:
         self.databases = [self.ours.database, self.dtdb.database]
         self._logs = 0
 
+    def run(self, parts):
+        """Define every part's figures, prepare the parts, then run those that
+        could be prepared, `--repeat` times over."""
+        for part in parts:
+            part.define()
+        ready = [part for part in parts if part.prepare()]
+        for rep in range(self.options.repeat):
+            log(f"repetition {rep + 1} of {self.options.repeat}")
+            for part in ready:
+                part.run()
+
     def log_path(self, label):
         """Name the next log file in the work directory, numbered in order."""
         self._logs += 1

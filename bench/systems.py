@@ -12,6 +12,12 @@ from datetime import datetime
 
 from .services import BASELINE_VENV, ROOT, baseline_python, run_json
 
+# Our RQ worker classes and the raw RQ classes they are measured against.
+RQ_CLASSES = {
+    "fork": ("JobsWorker", "Worker"),
+    "simple": ("JobsSimpleWorker", "SimpleWorker"),
+}
+
 
 @dataclass
 class Window:
