@@ -90,7 +90,7 @@ class Ours(ResultTable):
     name = "ours"
     python = sys.executable
     table = "jobs_job"
-    tables = ("jobs_job", "jobs_workerprocess", "jobs_lease")
+    tables = ("jobs_job", "jobs_workerprocess", "jobs_leaderlock")
 
     def __init__(self, harness, database, redis_on=False):
         super().__init__(harness)
