@@ -26,6 +26,16 @@ class Target:
         return f"{self.op}{self.value:g}{'x' if self.relative else ''}"
 
 
+def at_least(value, relative=False):
+    """Aim for a median of at least `value` (times the baseline's if relative)."""
+    return Target(">=", value, relative)
+
+
+def at_most(value):
+    """Aim for a median of at most `value`."""
+    return Target("<=", value)
+
+
 @dataclass
 class Figure:
     name: str

@@ -12,6 +12,12 @@ from datetime import datetime
 
 from .services import BASELINE_VENV, ROOT, baseline_python, run_json
 
+# Our RQ worker classes and the raw RQ classes they are measured against.
+RQ_CLASSES = {
+    "fork": ("JobsWorker", "Worker"),
+    "simple": ("JobsSimpleWorker", "SimpleWorker"),
+}
+
 
 @dataclass
 class Window:
@@ -30,8 +36,8 @@ class System:
     name = ""
     settings = ""
 
-    def __init__(self, runner):
-        self.runner = runner
+    def __init__(self, harness):
+        self.harness = harness
 
     def env(self, **extra):
         env = {
@@ -47,7 +53,7 @@ class System:
         command = [self.python, "-m", "bench.client", self.name, action]
         for key, value in options.items():
             command += [f"--{key}", str(value)]
-        log = self.runner.log_path(f"client-{self.name}-{action}")
+        log = self.harness.log_path(f"client-{self.name}-{action}")
         return run_json(command, self.client_env(), log)
 
 
@@ -57,7 +63,7 @@ class ResultTable(System):
     table = None  # subclasses name their result table
 
     def _query(self, sql):
-        with self.runner.postgres.connect(self.database) as conn:
+        with self.harness.postgres.connect(self.database) as conn:
             return conn.execute(sql).fetchall()
 
     def window(self):
@@ -84,36 +90,36 @@ class Ours(ResultTable):
     name = "ours"
     python = sys.executable
     table = "jobs_job"
-    tables = ("jobs_job", "jobs_workerprocess", "jobs_lease")
+    tables = ("jobs_job", "jobs_workerprocess", "jobs_leaderlock")
 
-    def __init__(self, runner, database, redis_on=False):
-        super().__init__(runner)
+    def __init__(self, harness, database, redis_on=False):
+        super().__init__(harness)
         self.database = database
         self.redis_on = redis_on
 
     def with_redis(self, on):
-        return Ours(self.runner, self.database, redis_on=on)
+        return Ours(self.harness, self.database, redis_on=on)
 
     def client_env(self):
         env = self.env(
             DJANGO_SETTINGS_MODULE="bench.settings",
-            DATABASE_URL=self.runner.postgres.database_url(self.database),
-            REDIS_URL=self.runner.redis.url if self.redis_on else "",
-            LOG_LEVEL=self.runner.log_level,
+            DATABASE_URL=self.harness.postgres.database_url(self.database),
+            REDIS_URL=self.harness.redis.url if self.redis_on else "",
+            LOG_LEVEL=self.harness.log_level,
         )
         return env
 
     worker_env = client_env
 
     def setup(self):
-        self.runner.postgres.create(self.database)
+        self.harness.postgres.create(self.database)
         manage = [self.python, ROOT / "manage.py", "migrate", "-v0"]
-        run_json_free(manage, self.client_env(), self.runner.log_path("migrate-ours"))
+        run_json_free(manage, self.client_env(), self.harness.log_path("migrate-ours"))
 
     def reset(self):
-        with self.runner.postgres.connect(self.database) as conn:
+        with self.harness.postgres.connect(self.database) as conn:
             conn.execute(f"TRUNCATE {', '.join(self.tables)}")
-        self.runner.redis.flush()
+        self.harness.redis.flush()
 
     def db_worker(self, burst=True, concurrency=None):
         command = [self.python, ROOT / "manage.py", "jobworker"]
@@ -130,7 +136,7 @@ class Ours(ResultTable):
 
     def workers_ready(self, count):
         if self.redis_on:
-            return self.runner.redis.client().scard("rq:workers") >= count
+            return self.harness.redis.client().scard("rq:workers") >= count
         (row,) = self._query("SELECT count(*) FROM jobs_workerprocess")
         return row[0] >= count
 
@@ -141,26 +147,26 @@ class DjangoTasksDB(ResultTable):
     name = "dtdb"
     table = "django_tasks_database_dbtaskresult"
 
-    def __init__(self, runner, database):
-        super().__init__(runner)
+    def __init__(self, harness, database):
+        super().__init__(harness)
         self.database = database
         self.python = baseline_python()
 
     def client_env(self):
         return self.env(
             DJANGO_SETTINGS_MODULE="bench.dtdb_settings",
-            DATABASE_URL=self.runner.postgres.database_url(self.database),
+            DATABASE_URL=self.harness.postgres.database_url(self.database),
         )
 
     worker_env = client_env
 
     def setup(self):
-        self.runner.postgres.create(self.database)
+        self.harness.postgres.create(self.database)
         command = [self.python, "-m", "django", "migrate", "-v0"]
-        run_json_free(command, self.client_env(), self.runner.log_path("migrate-dtdb"))
+        run_json_free(command, self.client_env(), self.harness.log_path("migrate-dtdb"))
 
     def reset(self):
-        with self.runner.postgres.connect(self.database) as conn:
+        with self.harness.postgres.connect(self.database) as conn:
             conn.execute(f"TRUNCATE {self.table}")
 
     def worker(self, burst=True):
@@ -177,12 +183,12 @@ class RawRQ(System):
 
     name = "rq"
 
-    def __init__(self, runner):
-        super().__init__(runner)
+    def __init__(self, harness):
+        super().__init__(harness)
         self.python = baseline_python()
 
     def client_env(self):
-        return self.env(REDIS_URL=self.runner.redis.url)
+        return self.env(REDIS_URL=self.harness.redis.url)
 
     worker_env = client_env
 
@@ -190,15 +196,15 @@ class RawRQ(System):
         pass
 
     def reset(self):
-        self.runner.redis.flush()
+        self.harness.redis.flush()
 
     def worker(self, worker_class, burst=True):
         command = [BASELINE_VENV / "bin" / "rq", "worker", "-w", f"rq.{worker_class}"]
-        command += ["--url", self.runner.redis.url, "default"]
+        command += ["--url", self.harness.redis.url, "default"]
         return [*command, "--burst"] if burst else command
 
     def _jobs(self):
-        client = self.runner.redis.client()
+        client = self.harness.redis.client()
         keys = [
             key
             for key in client.scan_iter("rq:job:*", count=1000)
@@ -237,7 +243,7 @@ class RawRQ(System):
         return sorted(rows)
 
     def workers_ready(self, count):
-        return self.runner.redis.client().scard("rq:workers") >= count
+        return self.harness.redis.client().scard("rq:workers") >= count
 
 
 def parse_rq_time(value):
