@@ -202,5 +202,9 @@ def job_of(result):
     return Job.objects.get(pk=result.id)
 
 
+def status_of(result):
+    return job_of(result).status
+
+
 def in_the_past(seconds=60):
     return timezone.now() - timedelta(seconds=seconds)
