@@ -336,3 +336,17 @@ def test_dashboard__needs_the_view_permission(client, django_user_model):
     client.force_login(user)
 
     assert client.get(reverse("admin:jobs_job_dashboard")).status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_django_rq_dashboard__is_for_staff_only(
+    redis_dispatch, client, django_user_model
+):
+    url = "/admin/django_rq/dashboard/"
+    assert client.get(url).status_code == 302  # to the admin login
+
+    client.force_login(django_user_model.objects.create_superuser("s", "", "pw"))
+
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "default.high" in page.text
