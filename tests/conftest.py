@@ -93,3 +93,11 @@ def start_rqworker(start_worker, redis_dispatch):
         )
 
     return start
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    """A test client signed in as a superuser."""
+    user = django_user_model.objects.create_superuser("boss", "b@example.org", "pw")
+    client.force_login(user)
+    return client

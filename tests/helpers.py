@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs.dbworker.worker import Worker
-from jobs.models import Job
+from jobs.models import Job, JobStatus
 from jobs.notify import pusher
 
 from . import services
@@ -33,6 +33,9 @@ FAST_SETTINGS = {
 
 
 SIMPLE = "jobs.rqworker.workers.JobsSimpleWorker"
+
+# The console's job list, for `reverse()`.
+CHANGELIST = "admin:jobs_job_changelist"
 
 
 def drain_rq(*queues):
@@ -63,6 +66,26 @@ def make_job(**fields):
         "run_after": now,
     }
     return Job.objects.create(**{**defaults, **fields})
+
+
+def make_failed_job(**fields):
+    """Create a job that failed its one attempt with ValueError("boom")."""
+    error = {
+        "exception_class_path": "builtins.ValueError",
+        "message": "boom",
+        "traceback": "Traceback (most recent call last):\nValueError: boom\n",
+        "attempt": 1,
+        "worker_id": "host:1:abc",
+    }
+    defaults = {
+        "status": JobStatus.FAILED,
+        "attempts": 1,
+        "max_attempts": 1,
+        "errors": [error],
+        "worker_ids": ["host:1:abc"],
+        "finished_at": timezone.now(),
+    }
+    return make_job(**{**defaults, **fields})
 
 
 def run_worker(**options):
