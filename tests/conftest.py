@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 
 from jobs.conf import rq_queues
@@ -36,6 +37,14 @@ def close_stray_sessions(django_db_setup, django_db_blocker):
 def fast_job_settings(settings):
     for name, value in FAST_SETTINGS.items():
         setattr(settings, name, value)
+
+
+@pytest.fixture
+def fresh_cache():
+    """An empty cache before and after the test (the /health statistics)."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs.dbworker.worker import Worker
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, WorkerProcess
 from jobs.notify import pusher
 
 from . import services
@@ -86,6 +86,26 @@ def make_failed_job(**fields):
         "finished_at": timezone.now(),
     }
     return make_job(**{**defaults, **fields})
+
+
+def make_worker(**fields):
+    """Create a worker registry row, alive now unless told otherwise."""
+    now = timezone.now()
+    defaults = {"id": f"host:{os.getpid()}:w", "kind": "database", "pid": 1}
+    defaults.update(hostname="host", last_heartbeat_at=now, started_at=now)
+    return WorkerProcess.objects.create(**{**defaults, **fields})
+
+
+def make_finished(status, count):
+    """Create `count` jobs that finished now in `status`."""
+    for _ in range(count):
+        make_job(status=status, finished_at=timezone.now())
+
+
+def get_health(client):
+    """GET /health: its status code and JSON body."""
+    response = client.get("/health")
+    return response.status_code, response.json()
 
 
 def run_worker(**options):
