@@ -12,9 +12,7 @@ import sys
 
 import pytest
 
-from jobs.exceptions import JobQueueDisabled
-from jobs.models import Job, JobStatus
-from tests.testapp import tasks
+from jobs.models import JobStatus
 
 from .helpers import (
     ROOT,
@@ -89,15 +87,6 @@ def test_health__disabled_queue_is_healthy_with_zero_counts(client, settings):
     assert queue["details"]["enabled"] is False
     assert queue["details"]["waiting"] == queue["details"]["failed"] == 0
     assert "disabled" in queue["message"]
-
-
-def test_enqueue__refuses_when_the_queue_is_disabled(settings):
-    settings.JOB_QUEUE_ENABLED = False
-
-    with pytest.raises(JobQueueDisabled, match="JOB_QUEUE_ENABLED"):
-        tasks.noop.enqueue()
-
-    assert not Job.objects.exists()
 
 
 def test_health__redis_down_is_degraded_not_unhealthy(
