@@ -1,10 +1,8 @@
 """The hot path's contract: enqueue, claim and record a success mean the same
 in both forms (the ORM's, run on SQLite, and the SQL run on PostgreSQL).
 
-Every case runs against each form the database can run: the ORM form on
-both databases, the SQL form on PostgreSQL. The hot path itself picks the SQL
-form on PostgreSQL and runs a fixed number of statements per batch. How
-PostgreSQL prepares and plans the SQL form: `test_postgres_plans.py`.
+Each case runs against every form the database can run: the ORM form on both,
+the SQL form on PostgreSQL. How PostgreSQL plans it: `test_postgres_plans.py`.
 """
 
 from dataclasses import dataclass
