@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 
 from jobs.conf import rq_queues
@@ -36,6 +37,14 @@ def close_stray_sessions(django_db_setup, django_db_blocker):
 def fast_job_settings(settings):
     for name, value in FAST_SETTINGS.items():
         setattr(settings, name, value)
+
+
+@pytest.fixture
+def fresh_cache():
+    """An empty cache before and after the test (the /health statistics)."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
@@ -93,3 +102,11 @@ def start_rqworker(start_worker, redis_dispatch):
         )
 
     return start
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    """A test client signed in as a superuser."""
+    user = django_user_model.objects.create_superuser("boss", "b@example.org", "pw")
+    client.force_login(user)
+    return client

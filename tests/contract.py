@@ -1,8 +1,9 @@
 """The backend contract, run against every queue path.
 
-A subclass says how jobs reach a worker (`drain`, `start_background_worker`);
-the behaviour asserted here must hold the same on each path, the way Django
-runs `SessionTestsMixin` against every session backend.
+A subclass says how jobs reach a worker (`drain`, `background_worker`); the
+behaviour asserted here must hold the same on each path, the way Django runs
+`SessionTestsMixin` against every session backend. The contract is a few
+mixins by topic, combined into `BackendContract`.
 """
 
 from datetime import datetime, timedelta
@@ -20,8 +21,9 @@ from tests.testapp.models import Run
 from .helpers import make_job, wait_for
 
 
-class BackendContract:
-    """Mix into a test class that defines `drain()` and `background_worker()`."""
+class QueuePath:
+    """How jobs reach a worker: a subclass defines `drain()` and
+    `background_worker()`."""
 
     def drain(self, queues=None):
         raise NotImplementedError("subclasses must run a worker until idle")
@@ -48,6 +50,11 @@ class BackendContract:
         result.refresh()
         return result
 
+
+class ResultsContract(QueuePath):
+    """What a run leaves in its result, and what the worker does with a job
+    it cannot run."""
+
     def test_success__result_holds_return_value_and_one_attempt(self):
         result = tasks.add.enqueue(2, 3)
         assert result.status == TaskResultStatus.READY
@@ -61,6 +68,67 @@ class BackendContract:
         assert result.errors == []
         assert result.started_at <= result.finished_at
         assert result.is_finished
+
+    def test_async_task__runs(self):
+        result = tasks.async_add.enqueue(20, 22)
+
+        self.drain()
+
+        result.refresh()
+        assert result.return_value == 42
+
+    def test_unknown_task_path__fails_job_and_worker_goes_on(self):
+        missing = make_job(task_path="tests.testapp.tasks.gone", max_attempts=1)
+        not_task = make_job(task_path="tests.testapp.tasks.not_a_task", max_attempts=1)
+        doorbell.ring([missing, not_task])  # rows made by hand: ring like enqueue
+        good = tasks.add.enqueue(1, 1)
+
+        self.drain_until_finished()
+
+        missing.refresh_from_db()
+        not_task.refresh_from_db()
+        assert missing.status == JobStatus.FAILED
+        assert "tests.testapp.tasks.gone" in missing.errors[0]["message"]
+        assert missing.errors[0]["exception_class_path"].endswith("TaskNotFound")
+        assert "is not a task" in not_task.errors[0]["message"]
+        assert tasks.add.get_result(good.id).status == TaskResultStatus.SUCCESSFUL
+
+    def test_return_value_not_json__fails_with_clear_error(self):
+        result = tasks.return_object.using(max_attempts=1).enqueue()
+
+        self.drain_until_finished()
+
+        job = Job.objects.get(pk=result.id)
+        assert job.status == JobStatus.FAILED
+        assert "return value is not JSON-serializable" in job.errors[0]["message"]
+
+    def test_signals__started_and_finished_are_sent(self):
+        seen = []
+
+        def on_started(sender, task_result, **kwargs):
+            seen.append(("started", task_result.id, task_result.status))
+
+        def on_finished(sender, task_result, **kwargs):
+            seen.append(("finished", task_result.id, task_result.status))
+
+        task_started.connect(on_started)
+        task_finished.connect(on_finished)
+        try:
+            result = tasks.add.enqueue(1, 2)
+            self.drain()
+        finally:
+            task_started.disconnect(on_started)
+            task_finished.disconnect(on_finished)
+
+        assert seen == [
+            ("started", result.id, TaskResultStatus.RUNNING),
+            ("finished", result.id, TaskResultStatus.SUCCESSFUL),
+        ]
+
+
+class RetriesContract(QueuePath):
+    """A failure is retried with growing delays until the attempts run out,
+    unless it is permanent."""
 
     def test_failure__one_error_per_attempt_then_failed(self):
         result = self.run_to_the_end(tasks.always_fail.enqueue())
@@ -98,6 +166,10 @@ class BackendContract:
         assert result.attempts == 1
         assert result.errors[0].exception_class_path.endswith("PermanentFailure")
 
+
+class SchedulingContract(QueuePath):
+    """Which job runs first, not before it is due, and only on its queues."""
+
     def test_priority__higher_first(self):
         for priority in (-10, 0, 10, 5):
             tasks.record_run.using(priority=priority).enqueue(f"p{priority}")
@@ -121,13 +193,18 @@ class BackendContract:
         assert result.started_at >= run_after  # never early, however slow
         assert tasks.record_run.get_result(result.id).task.run_after == run_after
 
-    def test_async_task__runs(self):
-        result = tasks.async_add.enqueue(20, 22)
+    def test_queues__worker_takes_only_its_queues(self):
+        other = tasks.record_on_other_queue.enqueue("other")
+        default = tasks.record_run.enqueue("default")
 
-        self.drain()
+        self.drain(queues=["default"])
 
-        result.refresh()
-        assert result.return_value == 42
+        assert Job.objects.get(pk=default.id).status == JobStatus.SUCCESSFUL
+        assert Job.objects.get(pk=other.id).status == JobStatus.READY
+
+
+class RunningContract(QueuePath):
+    """A running job reports progress, and is stopped at its timeout."""
 
     def test_progress__visible_while_running(self):
         result = tasks.report_then_wait.enqueue(1.0)
@@ -146,31 +223,6 @@ class BackendContract:
                 message="job to succeed",
             )
 
-    def test_unknown_task_path__fails_job_and_worker_goes_on(self):
-        missing = make_job(task_path="tests.testapp.tasks.gone", max_attempts=1)
-        not_task = make_job(task_path="tests.testapp.tasks.not_a_task", max_attempts=1)
-        doorbell.ring([missing, not_task])  # rows made by hand: ring like enqueue
-        good = tasks.add.enqueue(1, 1)
-
-        self.drain_until_finished()
-
-        missing.refresh_from_db()
-        not_task.refresh_from_db()
-        assert missing.status == JobStatus.FAILED
-        assert "tests.testapp.tasks.gone" in missing.errors[0]["message"]
-        assert missing.errors[0]["exception_class_path"].endswith("TaskNotFound")
-        assert "is not a task" in not_task.errors[0]["message"]
-        assert tasks.add.get_result(good.id).status == TaskResultStatus.SUCCESSFUL
-
-    def test_return_value_not_json__fails_with_clear_error(self):
-        result = tasks.return_object.using(max_attempts=1).enqueue()
-
-        self.drain_until_finished()
-
-        job = Job.objects.get(pk=result.id)
-        assert job.status == JobStatus.FAILED
-        assert "return value is not JSON-serializable" in job.errors[0]["message"]
-
     def test_timeout__stops_sync_and_async_tasks(self):
         # Tasks that would run 30 s on their own and return "not stopped".
         sync = tasks.overrun.using(max_attempts=1).enqueue(30)
@@ -187,34 +239,8 @@ class BackendContract:
             assert job.errors[0]["exception_class_path"] == "jobs.exceptions.JobTimeout"
             assert "timed out" in job.errors[0]["message"]
 
-    def test_signals__started_and_finished_are_sent(self):
-        seen = []
 
-        def on_started(sender, task_result, **kwargs):
-            seen.append(("started", task_result.id, task_result.status))
-
-        def on_finished(sender, task_result, **kwargs):
-            seen.append(("finished", task_result.id, task_result.status))
-
-        task_started.connect(on_started)
-        task_finished.connect(on_finished)
-        try:
-            result = tasks.add.enqueue(1, 2)
-            self.drain()
-        finally:
-            task_started.disconnect(on_started)
-            task_finished.disconnect(on_finished)
-
-        assert seen == [
-            ("started", result.id, TaskResultStatus.RUNNING),
-            ("finished", result.id, TaskResultStatus.SUCCESSFUL),
-        ]
-
-    def test_queues__worker_takes_only_its_queues(self):
-        other = tasks.record_on_other_queue.enqueue("other")
-        default = tasks.record_run.enqueue("default")
-
-        self.drain(queues=["default"])
-
-        assert Job.objects.get(pk=default.id).status == JobStatus.SUCCESSFUL
-        assert Job.objects.get(pk=other.id).status == JobStatus.READY
+class BackendContract(
+    ResultsContract, RetriesContract, SchedulingContract, RunningContract
+):
+    """Mix into a test class that defines `drain()` and `background_worker()`."""

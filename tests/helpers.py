@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from jobs.dbworker.worker import Worker
-from jobs.models import Job
+from jobs.models import Job, JobStatus, WorkerProcess
 from jobs.notify import pusher
 
 from . import services
@@ -33,6 +33,9 @@ FAST_SETTINGS = {
 
 
 SIMPLE = "jobs.rqworker.workers.JobsSimpleWorker"
+
+# The console's job list, for `reverse()`.
+CHANGELIST = "admin:jobs_job_changelist"
 
 
 def drain_rq(*queues):
@@ -63,6 +66,46 @@ def make_job(**fields):
         "run_after": now,
     }
     return Job.objects.create(**{**defaults, **fields})
+
+
+def make_failed_job(**fields):
+    """Create a job that failed its one attempt with ValueError("boom")."""
+    error = {
+        "exception_class_path": "builtins.ValueError",
+        "message": "boom",
+        "traceback": "Traceback (most recent call last):\nValueError: boom\n",
+        "attempt": 1,
+        "worker_id": "host:1:abc",
+    }
+    defaults = {
+        "status": JobStatus.FAILED,
+        "attempts": 1,
+        "max_attempts": 1,
+        "errors": [error],
+        "worker_ids": ["host:1:abc"],
+        "finished_at": timezone.now(),
+    }
+    return make_job(**{**defaults, **fields})
+
+
+def make_worker(**fields):
+    """Create a worker registry row, alive now unless told otherwise."""
+    now = timezone.now()
+    defaults = {"id": f"host:{os.getpid()}:w", "kind": "database", "pid": 1}
+    defaults.update(hostname="host", last_heartbeat_at=now, started_at=now)
+    return WorkerProcess.objects.create(**{**defaults, **fields})
+
+
+def make_finished(status, count):
+    """Create `count` jobs that finished now in `status`."""
+    for _ in range(count):
+        make_job(status=status, finished_at=timezone.now())
+
+
+def get_health(client):
+    """GET /health: its status code and JSON body."""
+    response = client.get("/health")
+    return response.status_code, response.json()
 
 
 def run_worker(**options):
@@ -200,6 +243,10 @@ class CommandProcess:
 
 def job_of(result):
     return Job.objects.get(pk=result.id)
+
+
+def status_of(result):
+    return job_of(result).status
 
 
 def in_the_past(seconds=60):

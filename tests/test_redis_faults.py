@@ -18,7 +18,7 @@ from jobs.notify import pusher
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import drain_rq, wait_for
+from .helpers import drain_rq, status_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,10 +28,6 @@ def all_succeeded(results):
     return Job.objects.filter(pk__in=ids, status=JobStatus.SUCCESSFUL).count() == len(
         ids
     )
-
-
-def status_of(result):
-    return Job.objects.get(pk=result.id).status
 
 
 def test_redis_down_at_enqueue__jobs_are_kept_and_run_when_it_is_back(

@@ -11,26 +11,18 @@ from rq import Queue
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
-from jobs.models import Job, JobStatus
+from jobs.models import JobStatus
 from jobs.notify import pusher, rq_push
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import SIMPLE, drain_rq, wait_for
+from .helpers import SIMPLE, drain_rq, job_of, status_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FORKING = "jobs.rqworker.workers.JobsWorker"
 BOTH = pytest.mark.parametrize("worker_class", [FORKING, SIMPLE])
 TIMEOUT = "jobs.exceptions.JobTimeout"
-
-
-def job_of(result):
-    return Job.objects.get(pk=result.id)
-
-
-def status_of(result):
-    return job_of(result).status
 
 
 def test_per_call_timeout__bounds_the_run_on_rqworker(start_rqworker, redis_server):

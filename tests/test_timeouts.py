@@ -8,19 +8,15 @@ timed out, the late run can never record, and the worker's thread is replaced.
 
 import pytest
 
-from jobs.models import Job, JobStatus
+from jobs.models import JobStatus
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import job_of, run_worker, wait_for
+from .helpers import job_of, run_worker, status_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 GRACE = {"JOB_TIMEOUT_GRACE_SECONDS": "0.5"}
-
-
-def status_of(result):
-    return Job.objects.get(pk=result.id).status
 
 
 def last_error(result):

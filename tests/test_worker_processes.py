@@ -10,14 +10,10 @@ from jobs.models import Job, JobStatus, WorkerProcess
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import claimed_since, database_clock, listening_since, wait_for
+from .helpers import claimed_since, database_clock, listening_since, status_of, wait_for
 from .services import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def status_of(result):
-    return Job.objects.get(pk=result.id).status
 
 
 def test_two_workers_drain_2000_jobs__each_runs_exactly_once(start_worker):

@@ -1,0 +1,185 @@
+"""How PostgreSQL runs the hot path's SQL form: prepared once per connection,
+planned once, reading only the rows it claims or records, and flushing the WAL
+for claims only.
+
+The cases here need PostgreSQL; what both forms must do is in
+`test_hot_path.py`.
+"""
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from jobs.core import execution, hot_path, recording
+from jobs.models import Job, JobStatus
+
+from .helpers import make_job
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepared", [True, False])
+def test_claim__is_prepared_once_per_connection_unless_turned_off(
+    postgres_only, settings, prepared
+):
+    settings.JOB_PREPARED_STATEMENTS = prepared
+    connection.close()  # a new connection: nothing prepared on it yet
+    for _ in range(4):
+        make_job()
+
+    claimed = [hot_path.claim(["default"], 1, "w", f"w:{i}") for i in range(4)]
+
+    assert all(len(jobs) == 1 for jobs in claimed)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%FOR UPDATE SKIP LOCKED%"],
+        )
+        assert cursor.fetchone()[0] == (1 if prepared else 0)
+    assert Job.objects.filter(status=JobStatus.RUNNING).count() == 4
+
+
+def rows_read(plan, table="jobs_job"):
+    """Rows of `table` an EXPLAIN ANALYZE plan read, kept or thrown away."""
+    own = 0
+    if plan.get("Relation Name") == table and plan["Node Type"] != "ModifyTable":
+        kept = plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)
+        own = kept * plan["Actual Loops"]
+    return own + sum(rows_read(child, table) for child in plan.get("Plans", []))
+
+
+def finished_jobs(count):
+    """Insert `count` SUCCESSFUL rows in one statement."""
+    now = timezone.now()
+    Job.objects.bulk_create(
+        Job(
+            task_path="tests.testapp.tasks.noop",
+            status=JobStatus.SUCCESSFUL,
+            enqueued_at=now,
+            run_after=now,
+            finished_at=now,
+        )
+        for _ in range(count)
+    )
+
+
+def explain_analyze(sql, params):
+    """Run `sql` under EXPLAIN ANALYZE, roll back what it wrote, return its plan."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+        transaction.set_rollback(True)
+        return cursor.fetchone()[0][0]["Plan"]
+
+
+@pytest.mark.parametrize("by_id", [False, True])
+def test_claim__reads_only_the_rows_it_claims_when_statistics_are_stale(
+    postgres_only, by_id
+):
+    # Statistics taken while no row was READY, then 300 rows become due: the
+    # planner believes READY rows are rare, as after a queue fills up.
+    finished_jobs(300)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    Job.objects.update(status=JobStatus.READY, finished_at=None)
+    wanted = Job.objects.order_by("?").first().pk if by_id else None
+    params = {
+        "limit": 1 if by_id else 10,
+        "worker_id": "w",
+        "token": "w:1",
+        "lease_seconds": 60.0,
+        "queue": "default",
+        "job_id": wanted,
+    }
+    filters = "" if by_id else " AND queue_name = %(queue)s"
+
+    plan = explain_analyze(hot_path.claim_sql(filters, by_id), params)
+
+    assert plan["Actual Rows"] == params["limit"]
+    # The pick reads the rows it locks, the UPDATE each of them once more.
+    assert rows_read(plan) <= 2 * params["limit"]
+
+
+def test_record_successes__reads_only_the_rows_it_records(postgres_only):
+    finished_jobs(3000)
+    jobs = [
+        make_job(status=JobStatus.RUNNING, lease_token=f"w:{i}", attempts=1)
+        for i in range(100)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    now = timezone.now()
+    for count in (5, 1):
+        done = [execution.Outcome(job=job, finished_at=now) for job in jobs[:count]]
+        params = hot_path.success_params(done)
+        for flush in (True, False):
+            plan = explain_analyze(
+                hot_path.succeed_sql(hot_path.done_kind(done), flush), params
+            )
+
+            assert plan["Actual Rows"] == count
+            assert rows_read(plan) == count
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("with_claim", [False, True])
+def test_recording_one_run__is_planned_once_per_connection(postgres_only, with_claim):
+    # PostgreSQL plans a prepared statement for each execution (a custom
+    # plan) until its one generic plan looks no dearer. The RQ path records
+    # one run per statement, with its next claim or alone.
+    finished_jobs(3000)  # a table where ten lookups cost more than one
+    running = [
+        make_job(status=JobStatus.RUNNING, lease_token=f"w:{i}", attempts=1)
+        for i in range(8)
+    ]
+    ready = [make_job() for _ in range(8)]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    connection.close()  # a new connection: nothing prepared on it yet
+
+    for i, job in enumerate(running):
+        done = [execution.Outcome(job=job, finished_at=timezone.now())]
+        if with_claim:
+            token = f"w:c{i}"
+            claimed = recording.claim_after(done, None, 1, "w", token, ready[i].pk)
+            assert [claimed_job.pk for claimed_job in claimed] == [ready[i].pk]
+        else:
+            assert hot_path.record_successes(done) == {job.pk: JobStatus.SUCCESSFUL}
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
+            ["%'SUCCESSFUL'%"],
+        )
+        ((generic, custom),) = cursor.fetchall()
+    # Five custom plans to compare with, then the generic one every time.
+    assert (generic, custom) == (3, 5)
+    recorded = Job.objects.filter(pk__in=[job.pk for job in running])
+    assert set(recorded.values_list("status", flat=True)) == {JobStatus.SUCCESSFUL}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_successes__skips_the_wal_flush_of_its_own_transaction_only(
+    postgres_only,
+):
+    job = make_job(status=JobStatus.RUNNING, lease_token="w:1", attempts=1)
+    outcome = execution.Outcome(job=job, finished_at=timezone.now())
+
+    def synchronous_commit():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    with transaction.atomic():
+        assert synchronous_commit() == "on"
+        recorded = hot_path.record_successes_with_sql([outcome])
+        assert synchronous_commit() == "off"
+
+    assert recorded == {job.pk: JobStatus.SUCCESSFUL}
+    assert synchronous_commit() == "on"  # the next transaction flushes again
+    # A claim is never relaxed: it must survive a crash.
+    make_job()
+    with transaction.atomic():
+        assert len(hot_path.claim(["default"], 1, "w", "w:2")) == 1
+        assert synchronous_commit() == "on"

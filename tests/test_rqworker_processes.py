@@ -1,0 +1,114 @@
+"""The real `manage.py rqworker` in subprocesses: each job runs exactly once,
+however often it was pushed and however many workers (RQ's or ours) drain
+the queue; a success is recorded before the worker waits for more; and
+SIGTERM lets the job in hand finish.
+"""
+
+import signal
+import time
+
+import pytest
+from django.db import transaction
+from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
+
+from jobs.models import Job, JobStatus, WorkerProcess
+from jobs.notify import pusher, rq_push
+from tests.testapp import tasks
+from tests.testapp.models import Run
+
+from .helpers import SIMPLE, status_of, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_forking_rqworker__job_pushed_twice_runs_once_and_the_horse_skips_it_after(
+    start_rqworker, redis_server
+):
+    result = tasks.record_run.enqueue("forked-twice")
+    job = Job.objects.get(pk=result.id)
+    assert pusher.pusher.flush(timeout=10)
+    assert rq_push.push([job]) == 1  # now in the queue twice
+
+    worker = start_rqworker(
+        "--burst", "--worker-class", "jobs.rqworker.workers.JobsWorker"
+    )
+    assert worker.wait(timeout=60) == 0, worker.output()[-3000:]
+
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
+    assert Run.objects.filter(key="forked-twice").count() == 1
+    rq_job = RQJob.fetch(
+        f"{job.pk}-0", connection=redis_server.client(), serializer=JSONSerializer
+    )
+    results = [r.return_value for r in rq_job.results()]
+    assert sorted(results) == ["skipped", "succeeded"]
+
+
+def test_two_rqworkers_drain_2000_jobs__each_runs_exactly_once(start_rqworker):
+    with transaction.atomic():
+        for i in range(2000):
+            tasks.record_run.enqueue(f"job-{i}")
+
+    started = time.monotonic()
+    workers = [start_rqworker("--burst", "--worker-class", SIMPLE) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0, worker.output()[-3000:]
+    elapsed = time.monotonic() - started
+
+    # Run.key is unique: a second run of any job would have failed that job.
+    # (How the jobs split between the workers is up to the scheduler.)
+    assert Run.objects.count() == 2000
+    assert Job.objects.filter(status=JobStatus.SUCCESSFUL, attempts=1).count() == 2000
+    assert set(Run.objects.values_list("pid", flat=True)) <= {w.pid for w in workers}
+    print(f"\n2 rqworkers drained 2000 jobs in {elapsed:.2f}s")
+
+
+def test_rqworker_and_jobworker_together__each_job_once(start_rqworker, start_worker):
+    rq_worker = start_rqworker("--worker-class", SIMPLE)
+    db_worker = start_worker("--concurrency", "1")
+    wait_for(lambda: "Listening on" in rq_worker.output(), message="rqworker")
+    wait_for(lambda: "started queues" in db_worker.output(), message="jobworker")
+
+    with transaction.atomic():  # 50 ms jobs, so that both workers likely get some
+        for i in range(100):
+            tasks.sleep_then_record.enqueue(f"both-{i}", 0.05)
+
+    wait_for(
+        lambda: Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 100,
+        timeout=60,
+        message="all jobs to succeed",
+    )
+    assert Run.objects.count() == 100
+    assert Job.objects.filter(attempts=1).count() == 100
+    pids = set(Run.objects.values_list("pid", flat=True))
+    assert pids <= {rq_worker.pid, db_worker.pid}  # the split is the scheduler's
+
+
+@pytest.mark.parametrize("worker_class", [[], ["--worker-class", SIMPLE]])
+def test_sigterm_mid_job__job_finishes_and_worker_exits(start_rqworker, worker_class):
+    result = tasks.sleep_then_record.enqueue("graceful", 2)
+    worker = start_rqworker(*worker_class)
+    wait_for(lambda: status_of(result) == JobStatus.RUNNING, message="claim")
+    assert WorkerProcess.objects.get(pid=worker.pid).kind == "rq"
+
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
+    assert not WorkerProcess.objects.filter(pid=worker.pid).exists()
+    job = Job.objects.get(pk=result.id)
+    assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
+    assert Run.objects.filter(key="graceful").exists()
+
+
+def test_simple_rqworker__records_a_success_before_it_waits_for_more(
+    start_rqworker,
+):
+    worker = start_rqworker("--worker-class", SIMPLE)
+    result = tasks.add.enqueue(2, 3)
+
+    # Nothing follows it: the worker records it before it waits.
+    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, message="recorded")
+    assert Job.objects.get(pk=result.id).return_value == 5
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
