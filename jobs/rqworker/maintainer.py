@@ -18,7 +18,7 @@ logger = logging.getLogger("jobs.rq")
 class Maintainer(threading.Thread):
     """Keep an RQ worker in the registry and run maintenance duties.
 
-    Every worker runs one; the maintenance lease lets one at a time work, so
+    Every worker runs one; the leader lock lets one at a time work, so
     a deployment of only `web` and `rqworker` needs no cron job.
     """
 
