@@ -118,10 +118,11 @@ def main(argv=None):
 
 def run_one(options, setting, workdir, redis, results):
     """Start a cluster with autovacuum `setting`, soak it, and delete it."""
-    server_log = workdir / f"postgres-autovacuum-{setting}.log"
+    prefix = f"autovacuum-{setting}-"
+    server_log = workdir / f"{prefix}postgres.log"
     with PrivateCluster(server_log, SETTINGS[setting]) as cluster:
         log(f"autovacuum {setting}: private PostgreSQL on port {cluster.port}")
-        site = Site(cluster.url, workdir, redis, options.log_level)
+        site = Site(cluster.url, workdir, redis, options.log_level, prefix)
         if options.rate is None and results["capacity"] is None:
             results["capacity"] = measure_capacity(options, site)
         rate = options.rate or options.fraction * results["capacity"]["rate"]
@@ -133,7 +134,13 @@ def run_one(options, setting, workdir, redis, results):
         soak = Soak(
             load, rate, options.minutes, options.samples_every, options.hold_transaction
         )
-        return {"autovacuum": setting, "kind": options.kind, **soak.run()}
+        run = {"autovacuum": setting, "kind": options.kind}
+        try:
+            return {**run, **soak.run()}
+        except BaseException as e:  # keep the samples taken before it stopped
+            stopped = f"{type(e).__name__}: {e}"
+            results["runs"].append({**run, "stopped": stopped, **soak.as_json()})
+            raise
 
 
 def make_load(options, site, database):
@@ -206,4 +213,8 @@ def write_json(path, results):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # everything is stopped; the JSON is written
+        log("interrupted")
+        sys.exit(130)

@@ -137,4 +137,4 @@ def test_short_soak__samples_every_window_and_writes_the_json(postgres_only, tmp
         "size",
     }
     assert "pickup p99 <= 100 ms" in done.stdout  # the verdicts
-    assert (logs / "postgres-autovacuum-off.log").exists()  # stopped, log kept
+    assert (logs / "autovacuum-off-postgres.log").exists()  # stopped, log kept

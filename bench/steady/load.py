@@ -17,19 +17,21 @@ WORKER_READY_SECONDS = 60
 
 
 class Site:
-    """The cluster, the private Redis (or None) and the log directory."""
+    """The cluster, the private Redis (or None) and the log directory, where
+    this site's logs start with `prefix` (each cluster has its own site)."""
 
-    def __init__(self, url, workdir, redis, log_level):
+    def __init__(self, url, workdir, redis, log_level, prefix):
         self.postgres = Postgres(url)
         self.workdir = Path(workdir)
         self.redis = redis
         self.log_level = log_level
+        self.prefix = prefix
         self._logs = 0
 
     def log_path(self, label):
         """Name the next log file in the work directory, numbered in order."""
         self._logs += 1
-        return self.workdir / f"{self._logs:04d}-{label}.log"
+        return self.workdir / f"{self.prefix}{self._logs:04d}-{label}.log"
 
 
 class Load:

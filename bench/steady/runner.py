@@ -30,10 +30,12 @@ class Soak:
         self.hold = None
         self.producer = None
         self.server = {}
+        self.worker_log = None
 
     def run(self):
         """Run the soak; return its samples, verdicts and side results."""
         worker = self.load.start_worker()
+        self.worker_log = worker.log_path
         monitor = Monitor(self.load.database_url, retention_of(self.load.retention_ms))
         try:
             self.server = {name: monitor.setting(name) for name in SERVER_SETTINGS}
@@ -46,7 +48,7 @@ class Soak:
                 self.producer.terminate()
             worker.terminate()
             monitor.close()
-        return self.as_json(produced, worker.log_path)
+        return self.as_json(produced)
 
     def _feed_and_sample(self, worker, monitor):
         self.producer = self.load.start_producer(
@@ -89,7 +91,8 @@ class Soak:
         ended = hold.ended if hold.ended is not None else sample.elapsed
         return hold.began < sample.elapsed and ended > sample.elapsed - sample.seconds
 
-    def as_json(self, produced, worker_log):
+    def as_json(self, produced=None):
+        """Everything measured so far (all of it, once `run` has returned)."""
         result = {
             "rate": self.rate,
             "minutes": self.duration / 60,
@@ -98,7 +101,7 @@ class Soak:
             "samples": [sample.as_json() for sample in self.samples],
             "verdicts": judge(self.samples, self.rate),
             "producer": produced,
-            "worker_log": str(worker_log),
+            "worker_log": str(self.worker_log),
             "hold": self.hold.as_json() if self.hold else None,
         }
         if self.hold and self.hold.ended is not None:

@@ -9,6 +9,7 @@ partial `jobs_job_claim`), so sampling adds no sequential scan of its own.
 """
 
 import os
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -102,6 +103,7 @@ class Sample:
     overdue: int
     retained: int
     horizon_age: int | None
+    sample_ms: float  # how long these reads took: the monitor's own cost
     total_bytes: int
     index_bytes: int
     live_tuples: int
@@ -179,6 +181,7 @@ class Monitor:
 
     def sample(self, t0, elapsed):
         """Read the window (t0, now - lag] and the table's state now."""
+        began = time.perf_counter()
         t1 = self.now()
         window = {"t0": t0, "t1": t1, "finished": FINISHED}
         offered, completed, backlog = self._one(WINDOW_SQL, window)
@@ -200,6 +203,7 @@ class Monitor:
             overdue=overdue,
             retained=retained,
             horizon_age=self._one(HORIZON_SQL)[0],
+            sample_ms=(time.perf_counter() - began) * 1000,
             **stats,
         )
 
