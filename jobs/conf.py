@@ -27,6 +27,9 @@ DEFAULTS = {
     # direct connection, or a pooler that renames them per client), "1"
     # always (an error where they are not safe), "0" never.
     "JOB_PREPARED_STATEMENTS": "auto",
+    # A direct PostgreSQL URL for LISTEN only, when DATABASE_URL goes through
+    # a pooler in transaction mode ("": LISTEN on DATABASE_URL).
+    "JOB_LISTEN_DATABASE_URL": "",
     "JOB_RQ_RESULT_TTL": 60,  # seconds RQ keeps a finished RQ job (not the row)
     "JOB_CLEANUP_AGE": 86_400_000,  # ms: finished jobs are pruned after a day
     "JOB_FAILED_CLEANUP_AGE": 604_800_000,  # ms: failed jobs are kept a week

@@ -8,7 +8,7 @@ workers reach the database through it, as in production behind a pooler.
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import connection, transaction
 
 from jobs import conf
 from jobs.core import postgres
@@ -17,6 +17,11 @@ from tests.testapp import tasks
 from tests.testapp.models import Run
 
 from .helpers import (
+    claimed_since,
+    database_url,
+    get_health,
+    listening_since,
+    status_of,
     wait_for,
 )
 
@@ -50,6 +55,89 @@ def test_enqueue_from_web_requests__works_while_a_worker_runs(
     )
     assert worker.process.poll() is None
     assert "_pg3_" not in worker.output()
+
+
+def test_two_workers_drain_2000_jobs_through_the_pooler__each_runs_exactly_once(
+    through_pooler, start_worker
+):
+    backend = tasks.record_run.get_backend()
+    with transaction.atomic():
+        for i in range(2000):
+            backend.enqueue(tasks.record_run, [f"job-{i}"], {})
+
+    workers = [start_worker("--burst", env=pooled(through_pooler)) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=180) == 0, worker.output()
+
+    # Run.key is unique: a second run of any job would have failed that job.
+    assert Run.objects.count() == 2000
+    assert Job.objects.filter(status=JobStatus.SUCCESSFUL, attempts=1).count() == 2000
+    assert set(Run.objects.values_list("pid", flat=True)) <= {w.pid for w in workers}
+
+
+def test_without_a_listen_url__the_worker_polls_and_says_so_once(
+    pgbouncer, start_worker, client
+):
+    worker = start_worker(env=pooled(pgbouncer, JOB_POLL_SECONDS="0.2"))
+    wait_for(
+        lambda: WorkerProcess.objects.filter(hears_notify=False).exists(),
+        message="the worker to find that notifications do not reach it",
+    )
+
+    result = tasks.record_run.enqueue("polled")
+
+    wait_for(lambda: status_of(result) == JobStatus.SUCCESSFUL, message="a poll")
+    log = worker.output()
+    assert log.count("notifications do not reach this worker") == 1, log
+    assert "set JOB_LISTEN_DATABASE_URL" in log
+    assert "listening for new jobs" not in log
+    _, body = get_health(client)
+    queue = body["checks"]["queue"]
+    assert (body["status"], queue["details"]["workers_polling"]) == ("healthy", 1)
+    assert "JOB_LISTEN_DATABASE_URL" in queue["message"]
+
+
+def test_with_a_listen_url__notify_wakes_a_worker_behind_the_pooler(
+    pgbouncer, start_worker, client
+):
+    # Polling once an hour: only a NOTIFY can wake it in time.
+    env = pooled(
+        pgbouncer,
+        JOB_LISTEN_DATABASE_URL=database_url(),  # PostgreSQL itself
+        JOB_POLL_SECONDS="3600",
+        JOB_MAINTENANCE_SECONDS="3600",
+    )
+    worker = start_worker(env=env)
+    wait_for(
+        lambda: WorkerProcess.objects.filter(hears_notify=True).exists(),
+        message="the worker to hear its own NOTIFY",
+    )
+    # Hearing it woke the worker for one more claim; after that it waits.
+    listening = listening_since()
+    wait_for(lambda: claimed_since(listening), message="its claim after LISTEN")
+
+    result = tasks.record_run.enqueue("woken")
+
+    wait_for(
+        lambda: status_of(result) == JobStatus.SUCCESSFUL,
+        timeout=60,
+        message="the worker to wake",
+    )
+    log = worker.output()
+    assert "listening for new jobs (LISTEN on JOB_LISTEN_DATABASE_URL)" in log
+    assert "notifications do not reach" not in log
+    _, body = get_health(client)
+    assert body["checks"]["queue"]["details"]["workers_polling"] == 0
+
+
+def test_listen_url__its_password_never_reaches_the_log(pgbouncer, start_worker):
+    # Not a URL libpq knows: its error quotes the whole text it was given.
+    url = "pgsql://root:s3cret-pw@127.0.0.1/nowhere"
+    worker = start_worker(env=pooled(pgbouncer, JOB_LISTEN_DATABASE_URL=url))
+
+    wait_for(lambda: "LISTEN connection lost" in worker.output(), message="a try")
+
+    assert "s3cret-pw" not in worker.output()
 
 
 def test_prepared_statements__are_not_prepared_through_the_pooler_by_default(
