@@ -41,6 +41,10 @@ def env_int(name, default):
         ) from None
 
 
+def env_str(name, default):
+    return os.environ.get(name, "").strip() or default
+
+
 def env_float(name, default):
     value = os.environ.get(name, "")
     try:
@@ -170,7 +174,7 @@ RQ_QUEUES = rq_queues(REDIS_URL, JOB_QUEUES) if REDIS_URL else {}
 RQ = {"WORKER_CLASS": "jobs.rqworker.workers.JobsWorker"}
 # Every other JOB_* setting has its default in one table, jobs.conf.DEFAULTS;
 # the environment overrides it, read as the default's type.
-_readers = {bool: env_bool, int: env_int, float: env_float}
+_readers = {bool: env_bool, int: env_int, float: env_float, str: env_str}
 for _name, _default in JOB_DEFAULTS.items():
     globals()[_name] = _readers[type(_default)](_name, _default)
 

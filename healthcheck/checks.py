@@ -15,6 +15,7 @@ from typing import ClassVar
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import DatabaseError, connections
+from django.db.models import Count, Q
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django.utils import timezone
 from health_check.base import HealthCheck
@@ -113,13 +114,26 @@ class Queue(Check):
         if reasons := degraded_reasons(snapshot):
             self.message = f"Queue degraded: {'; '.join(reasons)}."
             raise ServiceWarning(self.message)
-        self.message = HEALTHY_MESSAGES[backend]
+        self.message = HEALTHY_MESSAGES[backend] + polling_note(snapshot)
 
 
 HEALTHY_MESSAGES = {
     "redis": "Jobs are stored in the database and pushed to Redis for rqworker.",
     "database": "Jobs run on the database queue (jobworker); Redis is not used.",
 }
+
+
+def polling_note(snapshot):
+    """Say that workers poll because NOTIFY does not reach them. Jobs still
+    run, only up to `JOB_POLL_SECONDS` later: a detail, not a degradation."""
+    polling = snapshot["workers_polling"]
+    if not polling:
+        return ""
+    return (
+        f" {polling} of {snapshot['workers']} workers poll every "
+        f"{conf.get('JOB_POLL_SECONDS'):g} s: notifications do not reach them "
+        "(behind a pooler in transaction mode, set JOB_LISTEN_DATABASE_URL)."
+    )
 
 
 def load_backend():
@@ -149,9 +163,12 @@ def measure_queue():
     window = conf.get("JOB_HEALTH_FAILURE_WINDOW_SECONDS")
     recent = Job.objects.outcomes_since(now - timedelta(seconds=window))
     oldest = Job.objects.oldest_due_at(now)
+    workers = WorkerProcess.objects.alive(now).aggregate(
+        workers=Count("pk"), workers_polling=Count("pk", filter=Q(hears_notify=False))
+    )
     return {
         **Job.objects.stats(now, exact_up_to=conf.get("JOB_HEALTH_EXACT_COUNT")),
-        "workers": WorkerProcess.objects.alive(now).count(),
+        **workers,
         "oldest_wait_seconds": round((now - oldest).total_seconds(), 1)
         if oldest
         else 0,

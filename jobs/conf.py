@@ -1,6 +1,7 @@
 """Job settings with their defaults, read when used (never at import time)."""
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS = {
     "JOB_CONCURRENCY": 5,
@@ -22,9 +23,13 @@ DEFAULTS = {
     "JOB_REDIS_RETRY_SECONDS": 5.0,
     # Push to RQ from a thread after commit, not in the committing thread.
     "JOB_REDIS_PUSH_IN_BACKGROUND": True,
-    # Prepare the hot statements on PostgreSQL; off behind a pooler in
-    # transaction mode that cannot keep them (PgBouncer before 1.21).
-    "JOB_PREPARED_STATEMENTS": True,
+    # Prepare the hot statements on PostgreSQL: "auto" where they are safe (a
+    # direct connection, or a pooler that renames them per client), "1"
+    # always (an error where they are not safe), "0" never.
+    "JOB_PREPARED_STATEMENTS": "auto",
+    # A direct PostgreSQL URL for LISTEN only, when DATABASE_URL goes through
+    # a pooler in transaction mode ("": LISTEN on DATABASE_URL).
+    "JOB_LISTEN_DATABASE_URL": "",
     "JOB_RQ_RESULT_TTL": 60,  # seconds RQ keeps a finished RQ job (not the row)
     "JOB_CLEANUP_AGE": 86_400_000,  # ms: finished jobs are pruned after a day
     "JOB_FAILED_CLEANUP_AGE": 604_800_000,  # ms: failed jobs are kept a week
@@ -42,6 +47,23 @@ DEFAULTS = {
 def get(name):
     """Return the setting `name`, or its default."""
     return getattr(settings, name, DEFAULTS[name])
+
+
+def prepared_statements():
+    """Return JOB_PREPARED_STATEMENTS as "auto", True or False."""
+    value = get("JOB_PREPARED_STATEMENTS")
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"", "auto"}:
+        return "auto"
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(
+        f"JOB_PREPARED_STATEMENTS must be auto, 1 or 0, not {value!r}."
+    )
 
 
 # RQ has no numeric priority: each of our queues has three RQ queues, and our

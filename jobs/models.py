@@ -266,6 +266,10 @@ class WorkerProcess(models.Model):
     concurrency = models.PositiveSmallIntegerField(default=1)
     started_at = models.DateTimeField(default=timezone.now)
     last_heartbeat_at = models.DateTimeField(default=timezone.now)
+    # A database worker on PostgreSQL: True while NOTIFY wakes it, False once
+    # notifications did not reach its LISTEN (it polls). None: not known yet,
+    # or a worker that does not listen.
+    hears_notify = models.BooleanField(null=True, default=None)
 
     objects = WorkerProcessQuerySet.as_manager()
 

@@ -39,6 +39,16 @@ def django_cursor(connection, raw_cursor_class):
     return connection.make_cursor(cursor)
 
 
+def database_errors(connection):
+    """Return a context manager that turns the driver's errors into Django's
+    (`django.db.DatabaseError` and its kin), as Django's cursors do.
+
+    Django 6.1: `BaseDatabaseWrapper.wrap_database_errors` (undocumented), for
+    queries sent on the raw psycopg connection.
+    """
+    return connection.wrap_database_errors
+
+
 # Django 6.1: `TaskResult` is a frozen dataclass that keeps the task's return
 # value in the field `_return_value`, read through `return_value`.
 RETURN_VALUE_FIELD = "_return_value"

@@ -28,10 +28,11 @@ def register(worker_id, kind, queues, concurrency):
     )
 
 
-def report_alive(worker_id):
-    """Say this worker is alive; register again if its row was pruned."""
+def report_alive(worker_id, hears_notify=None):
+    """Say this worker is alive, and whether NOTIFY reaches it; return 0 if
+    its row was pruned (register again)."""
     return WorkerProcess.objects.filter(id=worker_id).update(
-        last_heartbeat_at=timezone.now()
+        last_heartbeat_at=timezone.now(), hears_notify=hears_notify
     )
 
 

@@ -7,7 +7,7 @@ from django.db import connection
 from jobs.conf import rq_queues
 
 from .helpers import FAST_SETTINGS, ROOT, CommandProcess
-from .services import PrivateRedis
+from .services import PrivatePgBouncer, PrivateRedis
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -110,3 +110,32 @@ def staff_client(client, django_user_model):
     user = django_user_model.objects.create_superuser("boss", "b@example.org", "pw")
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def pgbouncer(postgres_only, tmp_path):
+    """A private pgbouncer in transaction mode in front of the test database."""
+    db = connection.settings_dict
+    bouncer = PrivatePgBouncer(
+        tmp_path,
+        db["HOST"] or "127.0.0.1",
+        int(db["PORT"] or 5432),
+        db["USER"],
+        db["PASSWORD"],
+    )
+    bouncer.start()
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture
+def through_pooler(pgbouncer):
+    """Send this process's queries through the pgbouncer too (web requests,
+    enqueues); the test database is reached directly again afterwards."""
+    db = connection.settings_dict
+    direct = db["HOST"], db["PORT"]
+    connection.close()
+    db["HOST"], db["PORT"] = "127.0.0.1", str(pgbouncer.port)
+    yield pgbouncer
+    connection.close()
+    db["HOST"], db["PORT"] = direct

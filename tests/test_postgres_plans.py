@@ -19,11 +19,14 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("prepared", [True, False])
+@pytest.mark.parametrize("setting", [True, "auto", False])
 def test_claim__is_prepared_once_per_connection_unless_turned_off(
-    postgres_only, settings, prepared
+    postgres_only, settings, setting
 ):
-    settings.JOB_PREPARED_STATEMENTS = prepared
+    # "auto" prepares: this is a direct connection (`test_pgbouncer.py` has
+    # the pooler's side).
+    prepared = setting is not False
+    settings.JOB_PREPARED_STATEMENTS = setting
     connection.close()  # a new connection: nothing prepared on it yet
     for _ in range(4):
         make_job()

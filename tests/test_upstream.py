@@ -99,3 +99,12 @@ def test_psycopg__prepares_a_statement_that_asks(postgres_only):
     assert issubclass(postgres.PreparingCursor, psycopg.Cursor)
     connection.ensure_connection()
     assert hasattr(connection.connection, "prepare_threshold")
+
+
+@pytest.mark.django_db
+def test_django__wraps_errors_of_the_raw_connection(postgres_only):
+    from django.db import DatabaseError
+
+    connection.ensure_connection()
+    with pytest.raises(DatabaseError), upstream.database_errors(connection):
+        connection.connection.execute("SELECT no_such_column FROM jobs_job")

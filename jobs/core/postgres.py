@@ -1,15 +1,24 @@
 """Our own SQL on PostgreSQL: a cursor that binds on the server and prepares
-each statement once, and jobs built from the rows it returns."""
+each statement once where that is safe, and jobs built from the rows it
+returns."""
 
 import json
+import logging
 import sys
+import uuid
+import weakref
 
+import psycopg
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import JSONField
 
 from .. import conf
 from ..models import Job
-from ..upstream import django_cursor
+from ..upstream import database_errors, django_cursor
+
+logger = logging.getLogger("jobs.postgres")
 
 
 class PreparingCursor(ServerBindingCursor):
@@ -35,7 +44,7 @@ def bound_cursor(connection):
     psycopg does not keep the text of a prepared statement for the log.
     Django's own cursors prepare nothing unless the database's OPTIONS ask.
     """
-    if not conf.get("JOB_PREPARED_STATEMENTS") or connection.queries_logged:
+    if connection.queries_logged or not prepares(connection):
         return django_cursor(connection, ServerBindingCursor)
     cursor = django_cursor(connection, PreparingCursor)
     if connection.connection.prepare_threshold is None:
@@ -43,6 +52,90 @@ def bound_cursor(connection):
         # only statements that ask (ours) be prepared.
         connection.connection.prepare_threshold = sys.maxsize
     return cursor
+
+
+# Whether our statements are prepared, decided once per psycopg connection.
+_prepares = weakref.WeakKeyDictionary()
+_said_unprepared = False
+
+
+def prepares(connection):
+    """Say whether our statements may be prepared on `connection` (a Django
+    PostgreSQL connection): `JOB_PREPARED_STATEMENTS`, and where it is
+    "auto", whether prepared statements are safe on it.
+
+    psycopg names them `_pg3_0`, `_pg3_1`... on every connection. A pooler
+    in transaction mode that passes those names to PostgreSQL as they are
+    (PgBouncer before 1.21, or with `max_prepared_statements = 0`) lets
+    clients that share a server connection run, replace or miss each
+    other's statements. A pooler that renames them per client is safe.
+    """
+    wanted = conf.prepared_statements()
+    if wanted is False:
+        return False
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw not in _prepares:
+        with database_errors(connection):
+            _prepares[raw] = prepared_statements_safe(raw, wanted)
+    return _prepares[raw]
+
+
+def check_prepared_statements(alias):
+    """Raise ImproperlyConfigured now if `JOB_PREPARED_STATEMENTS` cannot be
+    honoured on database `alias` (workers call this at start)."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        prepares(connection)
+
+
+def prepared_statements_safe(raw, wanted):
+    """Decide for the psycopg connection `raw`; raise ImproperlyConfigured
+    when `wanted` is True and they are not safe."""
+    global _said_unprepared
+    if not through_pooler(raw) or pooler_renames_statements(raw):
+        return True
+    if wanted is True:
+        raise ImproperlyConfigured(
+            "JOB_PREPARED_STATEMENTS is on, but the database is reached through "
+            "a connection pooler that passes prepared statements from client to "
+            "client (PgBouncer in transaction mode before 1.21, or with "
+            "max_prepared_statements = 0). Set JOB_PREPARED_STATEMENTS=auto "
+            "(or 0), or let the pooler keep prepared statements."
+        )
+    if not _said_unprepared:
+        _said_unprepared = True
+        logger.info(
+            "the database is reached through a connection pooler that does not "
+            "keep prepared statements per client: the job statements are not "
+            "prepared (JOB_PREPARED_STATEMENTS=auto)"
+        )
+    return False
+
+
+def through_pooler(raw):
+    """Say whether something stands between us and PostgreSQL: the server
+    process we talk to is not the one the connection was opened with (a
+    pooler hands out its own process ids)."""
+    server_pid = raw.execute("SELECT pg_backend_pid()").fetchone()[0]
+    return server_pid != raw.info.backend_pid
+
+
+def pooler_renames_statements(raw):
+    """Prepare a statement under a name of our own and look for that name on
+    the server, in one transaction (one server connection); True when the
+    pooler renamed it, as PgBouncer 1.21+ does with `max_prepared_statements`."""
+    name = f"jobs_probe_{uuid.uuid4().hex}"
+    found = None
+    with raw.transaction():
+        if raw.pgconn.prepare(name.encode(), b"SELECT 1").error_message:
+            raise psycopg.Rollback  # the pooler refuses named statements
+        found = raw.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name = %s", [name]
+        ).fetchone()[0]
+        if found:
+            raw.execute(f"DEALLOCATE {name}")
+    return found == 0
 
 
 def jobs_from(rows, connection):

@@ -15,13 +15,15 @@ class Leases:
     registry entry are renewed every third of JOB_LEASE_SECONDS.
     """
 
-    def __init__(self, worker_id, queues, concurrency, exchange, acks):
+    def __init__(self, worker_id, queues, concurrency, exchange, acks, listener):
         self.worker_id = worker_id
         self.queues = queues
         self.concurrency = concurrency
         self.exchange = exchange
         self.acks = acks
+        self.listener = listener  # the registry says whether NOTIFY reaches it
         self.next_renewal = 0.0  # monotonic
+        self.reported_hears = None
 
     def register(self):
         """Enter the worker in the registry of workers."""
@@ -34,11 +36,14 @@ class Leases:
         worker_registry.unregister(self.worker_id)
 
     def renew_if_due(self, now):
-        """Renew the leases and report the worker alive, if it is time to."""
-        if now < self.next_renewal:
+        """Renew the leases and report the worker alive, if it is time to or
+        the listener found out whether NOTIFY reaches it."""
+        hears = self.listener.hears
+        if now < self.next_renewal and hears == self.reported_hears:
             return
         held = self.exchange.held_jobs() + self.acks.jobs()
         transitions.renew_leases(held)
-        if not worker_registry.report_alive(self.worker_id):
+        if not worker_registry.report_alive(self.worker_id, hears):
             self.register()
+        self.reported_hears = hears
         self.next_renewal = now + conf.get("JOB_LEASE_SECONDS") / 3

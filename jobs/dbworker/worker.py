@@ -77,8 +77,14 @@ class Worker:
             self.worker_id, self.queues, self.exchange, self.stats, pace, self.max_jobs
         )
         self.acks = Acks(self.exchange, self.stats, pace)
+        self.listener = Listener(self.queues, self.wake)
         self.leases = Leases(
-            self.worker_id, self.queues, self.concurrency, self.exchange, self.acks
+            self.worker_id,
+            self.queues,
+            self.concurrency,
+            self.exchange,
+            self.acks,
+            self.listener,
         )
         self.pool = Pool(self.worker_id, self.exchange, self.backend_alias)
 
@@ -87,9 +93,8 @@ class Worker:
     def run(self):
         """Work until stopped, drained (`burst`) or `max_jobs` ran; return 0."""
         previous = self.flags.install() if self.install_signals else {}
-        listener = Listener(self.queues, self.wake)
         if not self.burst:  # a burst worker exits when idle: nothing to hear
-            listener.start()
+            self.listener.start()
         logger.info(
             "worker %s started queues=%s concurrency=%d burst=%s",
             self.worker_id,
@@ -104,7 +109,7 @@ class Worker:
             self._loop()
         finally:
             self.leases.unregister()
-            listener.stop()
+            self.listener.stop()
             self.pool.close(wait=not self.flags.aborting)
             self.flags.restore(previous)
         logger.info(

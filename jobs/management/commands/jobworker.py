@@ -1,8 +1,11 @@
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.tasks import task_backends
 
 from jobs import conf
+from jobs.core.postgres import check_prepared_statements
 from jobs.dbworker.worker import Worker
+from jobs.models import Job
 
 
 class Command(BaseCommand):
@@ -45,6 +48,10 @@ class Command(BaseCommand):
         if max_jobs is not None and max_jobs < 1:
             raise CommandError("--max-jobs must be at least 1.")
         conf.check_database()
+        try:
+            check_prepared_statements(Job.objects.db)
+        except ImproperlyConfigured as e:
+            raise CommandError(str(e)) from None
         code = Worker(
             queues=queues,
             concurrency=concurrency,
