@@ -1,12 +1,15 @@
-"""Vacuum: clear the job table's dead rows when they pile up.
+"""Vacuum: clear the job table's dead rows, and refresh its statistics,
+when PostgreSQL's autovacuum has not.
 
 Every claim and every recorded run leaves a dead row version behind, and
 pruning leaves one per deleted job; the claim's index scan walks over them
-until a VACUUM clears them. PostgreSQL's autovacuum usually does this, but
-it may be off, or too lazy for a table this busy, so the maintenance leader
-checks the table's own statistics and vacuums it (with ANALYZE, which also
-lets the planner see the table as it is now) once its dead rows pass
-`JOB_VACUUM_DEAD_ROWS` plus a tenth of its live ones.
+until a VACUUM clears them. The planner keeps the plan of a prepared
+statement until the table's statistics change: a plan made while the table
+was tiny (a sequential scan) stays until an ANALYZE. Autovacuum does both,
+but it may be off, or too lazy for a table this busy, so the maintenance
+leader reads the table's own counters and, once they pass
+`JOB_VACUUM_DEAD_ROWS` plus a tenth of the live rows, runs VACUUM (ANALYZE)
+for dead rows, or ANALYZE for rows changed since the last one.
 """
 
 import logging
@@ -18,33 +21,37 @@ from ..models import Job, on_postgresql
 
 logger = logging.getLogger("jobs.maintenance")
 
-DEAD_AND_LIVE = """
-SELECT n_dead_tup, n_live_tup FROM pg_stat_user_tables
+COUNTERS = """
+SELECT n_dead_tup, n_live_tup, n_mod_since_analyze FROM pg_stat_user_tables
 WHERE relid = %s::regclass
 """
 
 
 def vacuum_when_dead_rows_pile_up():
-    """VACUUM (ANALYZE) the job table if its dead rows passed the threshold;
-    return the number of dead rows it had (0 when it was not vacuumed)."""
+    """VACUUM (ANALYZE) or ANALYZE the job table when its counters say so;
+    return what ran ("vacuum", "analyze", or "" for nothing)."""
     threshold = conf.get("JOB_VACUUM_DEAD_ROWS")
     if not threshold or not on_postgresql():
-        return 0
+        return ""
     connection = connections[Job.objects.db]
-    table = Job._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(DEAD_AND_LIVE, [table])
-        row = cursor.fetchone()
-    dead, live = row if row else (0, 0)
-    if dead < threshold + live // 10:
-        return 0
     if connection.in_atomic_block:
-        return 0  # VACUUM cannot run inside a transaction
+        return ""  # neither can run inside a transaction
+    table = connection.ops.quote_name(Job._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(COUNTERS, [Job._meta.db_table])
+        dead, live, changed = cursor.fetchone() or (0, 0, 0)
+    limit = threshold + live // 10
+    if dead >= limit:
+        action, sql = "vacuum", f"VACUUM (ANALYZE) {table}"
+    elif changed >= limit:
+        action, sql = "analyze", f"ANALYZE {table}"
+    else:
+        return ""
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(table)}")
+            cursor.execute(sql)
     except DatabaseError as e:  # not the table's owner, or cancelled
-        logger.warning("could not vacuum %s: %s", table, e)
-        return 0
-    logger.info("vacuumed %s: %d dead rows, %d live", table, dead, live)
-    return dead
+        logger.warning("could not %s %s: %s", action, table, e)
+        return ""
+    logger.info("%s %s: %d dead rows, %d live", action, table, dead, live)
+    return action
