@@ -10,6 +10,8 @@ RQ, the baselines' venv, no Django). ACTION is one of:
 - `bulk`: enqueue N jobs with the system's bulk API, timed;
 - `prefill`: enqueue N jobs as fast as possible (bulk where there is one);
 - `pace`: enqueue at `--rate` jobs/s for `--seconds` seconds;
+- `steady`: every `--tick` seconds, enqueue with `enqueue_many` the jobs a
+  rate of `--rate` jobs/s owes so far, for `--seconds` seconds (the soak);
 - `http`: request `/health` and the admin job list (ours only).
 
 Prints one JSON object on its last line of stdout.
@@ -27,11 +29,14 @@ WARMUP = 20  # untimed enqueues first: connections, imports, caches
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.client")
     parser.add_argument("system", choices=["ours", "dtdb", "rq"])
-    parser.add_argument("action", choices=["single", "bulk", "prefill", "pace", "http"])
+    parser.add_argument(
+        "action", choices=["single", "bulk", "prefill", "pace", "steady", "http"]
+    )
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--task", choices=["noop", "sleep10ms"], default="noop")
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--tick", type=float, default=0.1, help="steady: seconds")
     parser.add_argument("--requests", type=int, default=50)
     options = parser.parse_args(argv)
     system = {"ours": DjangoSystem, "dtdb": DjangoSystem, "rq": RawRQ}[options.system]
@@ -56,6 +61,28 @@ def paced(enqueue_one, rate, seconds):
             time.sleep(delay)
         enqueue_one()
     return {"jobs": count, "seconds": time.perf_counter() - started}
+
+
+def steady(enqueue_many, rate, seconds, tick):
+    """Every `tick` seconds call `enqueue_many(n)` with the jobs owed so far at
+    `rate` jobs/s; a late tick catches up, so the offered rate holds."""
+    started = time.perf_counter()
+    sent = late = 0
+    for i in range(1, round(seconds / tick) + 1):
+        delay = started + i * tick - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            late += 1
+        batch = round(rate * i * tick) - sent
+        if batch > 0:
+            enqueue_many(batch)
+            sent += batch
+    return {
+        "jobs": sent,
+        "seconds": time.perf_counter() - started,
+        "late_ticks": late,
+    }
 
 
 class DjangoSystem:
@@ -120,6 +147,15 @@ class DjangoSystem:
 
     def pace(self):
         return paced(self.task.enqueue, self.options.rate, self.options.seconds)
+
+    def steady(self):
+        def enqueue_many(count):
+            self.task.enqueue_many([((), {})] * count)
+
+        options = self.options
+        result = steady(enqueue_many, options.rate, options.seconds, options.tick)
+        self._pushed()
+        return result
 
     def http(self):
         return http_timings(self.options.requests)
@@ -206,6 +242,9 @@ class RawRQ:
             self.options.rate,
             self.options.seconds,
         )
+
+    def steady(self):
+        return {"error": "the soak measures our system only"}
 
     def http(self):
         return {"error": "raw RQ has no web pages"}

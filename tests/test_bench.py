@@ -1,7 +1,8 @@
-"""The benchmark harness runs end to end (`bench/run.py --quick`).
+"""The benchmark harness runs end to end (`bench/run.py --quick`), and so
+does the soak (`bench/soak.py` for a few seconds).
 
-A smoke test only: it proves the script works and reports every figure. It
-asserts nothing about speed.
+Smoke tests only: they prove the scripts work and report every figure. They
+assert nothing about speed.
 """
 
 import json
@@ -91,3 +92,49 @@ def test_quick_run__writes_every_figure_with_a_value(postgres_only, tmp_path):
         "drain.dtdb.noop.1w"
     )
     assert "drain.ours_db.noop.1w" in done.stdout  # the table
+
+
+@pytest.mark.timeout(240)
+def test_short_soak__samples_every_window_and_writes_the_json(postgres_only, tmp_path):
+    output, logs = tmp_path / "soak.json", tmp_path / "logs"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/soak.py",
+            "--minutes",
+            "0.25",
+            "--samples-every",
+            "5",
+            "--rate",
+            "50",
+            "--autovacuum",
+            "off",
+            "--hold-transaction",
+            "0.05:2",
+            "--json",
+            str(output),
+            "--logs",
+            str(logs),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(output.read_text())
+
+    (run,) = results["runs"]
+    assert run["server"]["autovacuum"] == "off"  # its own cluster, as asked
+    assert [round(s["elapsed"]) for s in run["samples"]] == [5, 10, 15]
+    assert sum(s["completed"] for s in run["samples"]) > 0
+    assert run["hold"]["ended"] is not None
+    assert set(run["verdicts"]) == {
+        "completed",
+        "backlog",
+        "pickup_p99",
+        "overdue",
+        "size",
+    }
+    assert "pickup p99 <= 100 ms" in done.stdout  # the verdicts
+    assert (logs / "autovacuum-off-postgres.log").exists()  # stopped, log kept
