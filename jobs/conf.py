@@ -19,6 +19,10 @@ DEFAULTS = {
     "JOB_ACK_BATCH": 50,  # finished jobs recorded in one statement
     "JOB_ACK_SECONDS": 0.005,  # longest a finished job waits to be recorded
     "JOB_MAINTENANCE_SECONDS": 10.0,
+    # PostgreSQL: the maintenance leader vacuums the job table once its dead
+    # rows pass this many plus a tenth of its live rows (0: leave it to
+    # autovacuum).
+    "JOB_VACUUM_DEAD_ROWS": 20_000,
     "JOB_REDISPATCH_GRACE_SECONDS": 15.0,
     "JOB_REDIS_RETRY_SECONDS": 5.0,
     # Push to RQ from a thread after commit, not in the committing thread.

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from django.db import DatabaseError, close_old_connections
 from django.tasks import task_backends
 
-from .. import conf, maintenance
+from .. import conf
 from ..core import execution
 from ..maintenance.rescue import rescue_from_dead_neighbours
+from ..maintenance.schedule import Schedule
 from ..notify.listen import Listener
 from .acks import Acks
 from .claims import Claims, Pace
@@ -64,7 +65,7 @@ class Worker:
         self.worker_id = execution.new_worker_id()
         self.stats = WorkerStats()
         self._build_parts()
-        self._next_maintenance = 0.0
+        self.maintenance = Schedule(self.worker_id, burst)
         self.exit_code = 0
 
     def _build_parts(self):
@@ -105,9 +106,11 @@ class Worker:
         self.pool.start()
         self.leases.register()
         rescue_from_dead_neighbours(self.worker_id)
+        self.maintenance.start()
         try:
             self._loop()
         finally:
+            self.maintenance.stop()
             self.leases.unregister()
             self.listener.stop()
             self.pool.close(wait=not self.flags.aborting)
@@ -180,9 +183,8 @@ class Worker:
         back claimed jobs held too long."""
         now = time.monotonic()
         self.leases.renew_if_due(now)
-        if now >= self._next_maintenance and not self.flags.stopping:
-            maintenance.run_due_duties(self.worker_id)
-            self._next_maintenance = now + conf.get("JOB_MAINTENANCE_SECONDS")
+        if not self.flags.stopping:
+            self.maintenance.run_if_due(now)
         if self.pool.enforce_timeouts(now):
             self.flags.stopping = True  # claim no more, exit 1 once jobs finish
             self.exit_code = 1

@@ -1,6 +1,7 @@
 """Maintenance duties, run by the workers themselves, one process at a time.
 
-One module per duty: `rescue`, `redispatch`, `prune`, `dead_workers`. Workers
+One module per duty: `rescue`, `redispatch`, `dead_workers`, `prune`,
+`vacuum`. Workers
 call `run_due_duties` on a timer; it runs every duty if this process holds
 the leader lock (`leader`), so with many workers one does the work at a time.
 """
@@ -8,7 +9,7 @@ the leader lock (`leader`), so with many workers one does the work at a time.
 import logging
 
 from .. import conf
-from . import dead_workers, prune, redispatch, rescue
+from . import dead_workers, prune, redispatch, rescue, vacuum
 from .leader import MAINTENANCE, take_leader_lock
 
 logger = logging.getLogger("jobs.maintenance")
@@ -18,6 +19,7 @@ DUTIES = [
     redispatch.redispatch,
     dead_workers.forget_dead_workers,
     prune.prune,
+    vacuum.vacuum_when_dead_rows_pile_up,
 ]
 
 

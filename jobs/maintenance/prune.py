@@ -24,7 +24,7 @@ def prunable(now=None):
     ).order_by()
 
 
-def prune(batch_size=500, max_batches=20):
+def prune(batch_size=1000, max_batches=50):
     """Delete finished jobs past their retention, a small batch at a time.
 
     Each batch is one short DELETE by primary key that checks the retention

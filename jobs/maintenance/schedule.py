@@ -1,0 +1,64 @@
+"""When the duties run in a database worker.
+
+On PostgreSQL they run in a thread of their own, with its own connection,
+so a long prune or vacuum never delays a claim. On SQLite, one writer at a
+time, they run in the worker's loop, between claims.
+"""
+
+import logging
+import threading
+
+from django.db import DatabaseError, close_old_connections, connections
+
+from .. import conf
+from ..models import on_postgresql
+from . import run_due_duties
+
+logger = logging.getLogger("jobs.maintenance")
+
+
+class Schedule:
+    """Run the maintenance duties every JOB_MAINTENANCE_SECONDS for `holder`."""
+
+    def __init__(self, holder, burst=False):
+        self.holder = holder
+        # A burst worker runs them in its loop: it may exit before a thread's
+        # first turn.
+        self.in_thread = on_postgresql() and not burst
+        self.next_turn = 0.0  # monotonic; in the loop only
+        self.stopped = threading.Event()
+        self.thread = None
+
+    def start(self):
+        if self.in_thread:
+            self.thread = threading.Thread(
+                target=self._run, name="job-maintenance", daemon=True
+            )
+            self.thread.start()
+
+    def run_if_due(self, now):
+        """Run the duties from the loop if it is time to (SQLite only)."""
+        if self.in_thread or now < self.next_turn:
+            return
+        run_due_duties(self.holder)
+        self.next_turn = now + conf.get("JOB_MAINTENANCE_SECONDS")
+
+    def stop(self):
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join(timeout=conf.get("JOB_MAINTENANCE_SECONDS"))
+
+    def _run(self):
+        try:
+            while not self.stopped.is_set():
+                self._turn()
+                self.stopped.wait(conf.get("JOB_MAINTENANCE_SECONDS"))
+        finally:
+            connections.close_all()
+
+    def _turn(self):
+        try:
+            run_due_duties(self.holder)
+        except DatabaseError as e:
+            logger.error("maintenance skipped, database error: %s", e)
+            close_old_connections()
