@@ -106,7 +106,6 @@ class Worker:
         self.pool.start()
         self.leases.register()
         rescue_from_dead_neighbours(self.worker_id)
-        self.maintenance.start()
         try:
             self._loop()
         finally:

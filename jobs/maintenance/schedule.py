@@ -1,8 +1,9 @@
 """When the duties run in a database worker.
 
-On PostgreSQL they run in a thread of their own, with its own connection,
-so a long prune or vacuum never delays a claim. On SQLite, one writer at a
-time, they run in the worker's loop, between claims.
+The first turn runs in the worker's loop as it starts, before its first
+claim. After that, on PostgreSQL, they run in a thread of their own, with
+its own connection, so a long prune or vacuum never delays a claim; on
+SQLite, one writer at a time, they stay in the loop, between claims.
 """
 
 import logging
@@ -29,19 +30,18 @@ class Schedule:
         self.stopped = threading.Event()
         self.thread = None
 
-    def start(self):
+    def run_if_due(self, now):
+        """Run the duties from the loop if it is time to: the first turn,
+        then every turn where they have no thread."""
+        if self.thread is not None or now < self.next_turn:
+            return
+        run_due_duties(self.holder)
+        self.next_turn = now + conf.get("JOB_MAINTENANCE_SECONDS")
         if self.in_thread:
             self.thread = threading.Thread(
                 target=self._run, name="job-maintenance", daemon=True
             )
             self.thread.start()
-
-    def run_if_due(self, now):
-        """Run the duties from the loop if it is time to (SQLite only)."""
-        if self.in_thread or now < self.next_turn:
-            return
-        run_due_duties(self.holder)
-        self.next_turn = now + conf.get("JOB_MAINTENANCE_SECONDS")
 
     def stop(self):
         self.stopped.set()
@@ -50,9 +50,8 @@ class Schedule:
 
     def _run(self):
         try:
-            while not self.stopped.is_set():
+            while not self.stopped.wait(conf.get("JOB_MAINTENANCE_SECONDS")):
                 self._turn()
-                self.stopped.wait(conf.get("JOB_MAINTENANCE_SECONDS"))
         finally:
             connections.close_all()
 
