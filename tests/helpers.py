@@ -115,7 +115,7 @@ def run_worker(**options):
     return Worker(**options).run()
 
 
-def wait_for(predicate, timeout=20.0, interval=0.05, message="condition"):
+def wait_for(predicate, timeout=60.0, interval=0.05, message="condition"):
     """Poll `predicate` until it is true; fail the test after `timeout`."""
     try:
         return services.wait_for(predicate, timeout, message, interval)

@@ -1,6 +1,8 @@
 """The real `manage.py jobworker` in subprocesses: many workers, signals, kill -9."""
 
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -10,7 +12,15 @@ from jobs.models import Job, JobStatus, WorkerProcess
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import claimed_since, database_clock, listening_since, status_of, wait_for
+from .helpers import (
+    ROOT,
+    claimed_since,
+    command_environment,
+    database_clock,
+    listening_since,
+    status_of,
+    wait_for,
+)
 from .services import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -76,7 +86,7 @@ def test_sigterm__active_job_finishes_and_worker_exits_0(start_worker):
 
 
 def test_second_sigterm__puts_the_active_job_back(start_worker):
-    result = tasks.report_then_wait.enqueue(30)
+    result = tasks.report_then_wait.enqueue(3600)
     worker = start_worker()
     wait_for(lambda: started(result), message="the job to start")
 
@@ -84,11 +94,59 @@ def test_second_sigterm__puts_the_active_job_back(start_worker):
     wait_for(lambda: "SIGTERM: finishing" in worker.output(), message="1st signal")
     worker.signal(signal.SIGTERM)
 
-    assert worker.wait(timeout=10) != 0
+    # The job would run for an hour: the worker left without waiting for it.
+    assert worker.wait(timeout=120) != 0
     job = Job.objects.get(pk=result.id)
     assert job.status == JobStatus.READY
     assert job.errors[-1]["exception_class_path"].endswith("WorkerInterrupted")
     assert job.lease_expires_at is None
+
+
+# A stand-in for the loop turning as fast as it can while signals rain on it:
+# each one may land while the loop clears or waits on its wakeup.
+SIGNALS_DURING_THE_LOOP = """
+import os, signal, threading, time
+import django
+django.setup()
+from jobs.dbworker.exchange import Exchange
+from jobs.dbworker.stopping import StopFlags
+
+exchange = Exchange(concurrency=1, ack_batch=1)
+flags = StopFlags(exchange)
+flags.install()
+sent = threading.Event()
+
+def send():
+    for _ in range(5000):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.0002)
+    sent.set()
+
+threading.Thread(target=send).start()
+turns = 0
+while not sent.is_set():
+    exchange.wake.clear()
+    exchange.wake.wait(0)
+    getattr(flags, "announce", lambda: None)()
+    turns += 1
+print("survived", turns, "turns; aborting:", flags.aborting, flush=True)
+"""
+
+
+def test_signals_landing_at_any_point_of_the_loop__never_hang_it():
+    # A handler that took the lock of the loop's wakeup could interrupt the
+    # loop holding that lock, and wait for it forever.
+    loop = subprocess.run(
+        [sys.executable, "-c", SIGNALS_DURING_THE_LOOP],
+        env=command_environment(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert loop.returncode == 0, loop.stderr[-2000:]
+    assert "aborting: True" in loop.stdout
 
 
 def test_kill_9__job_is_rescued_by_another_worker_and_succeeds(start_worker):

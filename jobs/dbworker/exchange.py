@@ -4,6 +4,7 @@ import threading
 from collections import deque
 
 from .runs import Running
+from .wakeup import Wakeup
 
 
 class Exchange:
@@ -19,7 +20,7 @@ class Exchange:
     def __init__(self, concurrency, ack_batch):
         self.concurrency = concurrency
         self.ack_batch = ack_batch
-        self.wake = threading.Event()  # the loop's: ends its wait
+        self.wake = Wakeup()  # the loop's: ends its wait
         self.available = threading.Condition()
         self.buffer = deque()  # (monotonic claim time, job): not yet taken
         self.running = {}  # job pk -> Running: taken by a thread, not handed back

@@ -25,7 +25,7 @@ class Running:
     """
 
     job: object
-    wake: threading.Event  # the loop's, told of a new deadline
+    wake: object  # the loop's Wakeup, told of a new deadline
     thread: threading.Thread  # the job thread running it
     deadline: float | None = None  # monotonic: JobTimeout raised in the task
     hard_deadline: float | None = None  # monotonic: the loop ends the run

@@ -3,6 +3,7 @@
 import logging
 import os
 import signal
+from collections import deque
 
 from .. import worker_registry
 from ..core import transitions
@@ -24,6 +25,7 @@ class StopFlags:
         self.exchange = exchange
         self.stopping = False  # first signal: finish active jobs, claim nothing
         self.aborting = False  # second signal: put active jobs back, exit now
+        self.heard = deque()  # (signal name, was stopping): for `announce`
 
     def stop(self):
         """Ask the worker to finish its active jobs and exit (like SIGTERM)."""
@@ -44,18 +46,27 @@ class StopFlags:
             signal.signal(signum, handler)
 
     def _on_signal(self, signum, frame):
-        name = signal.Signals(signum).name
+        # Rule: a handler only sets flags and the wakeup, which take no lock;
+        # the loop says what it heard (`announce`). A handler that logged
+        # could meet the lock of a log line the loop was writing.
+        self.heard.append((signal.Signals(signum).name, self.stopping))
         if self.stopping:
-            logger.warning("%s again: putting active jobs back, exiting now", name)
             self.aborting = True
-        else:
-            logger.info(
-                "%s: finishing %d active jobs, claiming no more (again to abort)",
-                name,
-                self.exchange.active(),
-            )
-            self.stopping = True
+        self.stopping = True
         self.exchange.wake.set()
+
+    def announce(self):
+        """Log the signals heard since the last turn (the loop calls this)."""
+        while self.heard:
+            name, again = self.heard.popleft()
+            if again:
+                logger.warning("%s again: putting active jobs back, exiting now", name)
+            else:
+                logger.info(
+                    "%s: finishing %d active jobs, claiming no more (again to abort)",
+                    name,
+                    self.exchange.active(),
+                )
 
 
 def put_back_and_exit(worker_id, jobs):

@@ -114,6 +114,7 @@ class Worker:
             self.listener.stop()
             self.pool.close(wait=not self.flags.aborting)
             self.flags.restore(previous)
+            self.flags.announce()
         logger.info(
             "worker %s stopped after %d jobs", self.worker_id, self.stats.finished
         )
@@ -141,6 +142,7 @@ class Worker:
     def _step(self):
         """Do one turn of the loop; return True when the worker should exit."""
         self.wake.clear()
+        self.flags.announce()
         self.acks.collect(force=self.flags.stopping or not self.exchange.waiting())
         if self.flags.aborting:
             self._abort()
