@@ -214,6 +214,8 @@ class Job(models.Model):
             models.Index(fields=["status", "finished_at"], name="jobs_job_status"),
             # The admin list, newest first.
             models.Index(F("enqueued_at").desc(), name="jobs_job_enqueued"),
+            # The admin list of a task, and the tasks present (admin_listing).
+            models.Index(F("task_path"), F("enqueued_at").desc(), name="jobs_job_task"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from jobs.models import Job, JobStatus
 from jobs.web.admin_display import STATUS_COLOURS
-from jobs.web.admin_listing import CappedPaginator
+from jobs.web.admin_listing import CappedPaginator, task_paths
 
 from .helpers import CHANGELIST, make_failed_job, make_job
 
@@ -65,6 +65,52 @@ def test_list__search_finds_jobs_by_task_path(staff_client):
     listing = staff_client.get(reverse(CHANGELIST), {"q": "tasks.add"})
 
     assert list(listing.context["cl"].result_list) == [wanted]
+
+
+@pytest.mark.parametrize(
+    ("term", "found"),
+    [
+        ("ADD", {"add"}),
+        ("testapp add", {"add"}),
+        ("tasks", {"add", "noop"}),
+        ("x y", set()),
+    ],
+)
+def test_list__search_by_task_matches_every_word_in_any_case(staff_client, term, found):
+    jobs = {
+        "add": make_job(task_path="tests.testapp.tasks.add"),
+        "noop": make_job(task_path="tests.testapp.tasks.noop"),
+    }
+
+    listing = staff_client.get(reverse(CHANGELIST), {"q": term})
+
+    shown = set(listing.context["cl"].result_list)
+    assert {name for name, job in jobs.items() if job in shown} == found
+
+
+def test_task_paths__lists_every_task_in_the_table_once_sorted():
+    for path in ["b.task", "a.task", "b.task", "c.task"]:
+        make_job(task_path=path)
+
+    assert task_paths() == ["a.task", "b.task", "c.task"]
+
+
+def test_list__task_filter_offers_a_task_behind_many_newer_jobs(staff_client):
+    # An old failure of a rare task stays findable under a busy task's rows.
+    make_failed_job(task_path="tests.testapp.tasks.rare")
+    later = timezone.now() + timedelta(seconds=1)
+    Job.objects.bulk_create(
+        Job(task_path="tests.testapp.tasks.noop", enqueued_at=later, run_after=later)
+        for _ in range(1100)
+    )
+
+    listing = staff_client.get(reverse(CHANGELIST))
+
+    (task_filter,) = [
+        f for f in listing.context["cl"].filter_specs if f.title == "task"
+    ]
+    offered = [value for value, _ in task_filter.lookup_choices]
+    assert offered == ["tests.testapp.tasks.noop", "tests.testapp.tasks.rare"]
 
 
 def test_list__queue_and_task_filters_narrow_the_list(staff_client):

@@ -8,12 +8,15 @@ The cases here need PostgreSQL; what both forms must do is in
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from jobs.core import execution, hot_path, recording
 from jobs.models import Job, JobStatus
+from jobs.web.admin_listing import task_paths
 
-from .helpers import make_job
+from .helpers import CHANGELIST, make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -186,3 +189,41 @@ def test_record_successes__skips_the_wal_flush_of_its_own_transaction_only(
     with transaction.atomic():
         assert len(hot_path.claim(["default"], 1, "w", "w:2")) == 1
         assert synchronous_commit() == "on"
+
+
+@pytest.mark.parametrize(("term", "found"), [("rare", 3), ("no.such.task", 0)])
+def test_admin_search_by_task__reads_only_the_rows_it_shows(
+    postgres_only, staff_client, term, found
+):
+    # A substring search of task_path would read every row; the search finds
+    # the matching paths (few) and then their rows by the task index.
+    finished_jobs(20_000)
+    for _ in range(found):
+        make_job(task_path="tests.testapp.tasks.rare")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+
+    with CaptureQueriesContext(connection) as queries:
+        listing = staff_client.get(reverse(CHANGELIST), {"q": term})
+
+    assert len(listing.context["cl"].result_list) == found
+    on_jobs = [q["sql"] for q in queries.captured_queries if "jobs_job" in q["sql"]]
+    assert on_jobs  # the list, its count and the tasks it offers
+    for sql in on_jobs:
+        # The shown rows, or two index probes per task and one past the last.
+        assert rows_read(explain_analyze(sql, None)) <= max(found, 2 * 2 + 1), sql
+
+
+def test_task_paths__reads_one_row_per_task(postgres_only):
+    finished_jobs(20_000)
+    make_job(task_path="tests.testapp.tasks.rare")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+
+    with CaptureQueriesContext(connection) as queries:
+        assert task_paths() == ["tests.testapp.tasks.noop", "tests.testapp.tasks.rare"]
+    (query,) = queries.captured_queries
+    plan = explain_analyze(query["sql"], None)
+    # Two probes per task (its own, and the one that finds the next), and
+    # the last that finds none: never the table.
+    assert rows_read(plan) <= 2 * 2 + 1

@@ -18,7 +18,7 @@ from . import dashboard
 from .admin_actions import JobActions
 from .admin_display import JobColumns, JobPageFields
 from .admin_filters import QueueFilter, StatusFilter, TaskFilter
-from .admin_listing import CappedPaginator, id_prefix_range
+from .admin_listing import CappedPaginator, id_prefix_range, tasks_matching
 
 
 @admin.register(Job)
@@ -94,11 +94,14 @@ class JobAdmin(JobActions, JobColumns, JobPageFields, admin.ModelAdmin):
         return False
 
     def get_search_results(self, request, queryset, search_term):
-        """Find a job by (the start of) its id, or else by task path."""
+        """Find a job by (the start of) its id, or else by part of its task
+        path: the matching paths first, then their rows by the task index."""
+        if not search_term.strip():
+            return queryset, False
         ids = id_prefix_range(search_term.strip())
         if ids:
             return queryset.filter(pk__range=ids), False
-        return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(task_path__in=tasks_matching(search_term)), False
 
     # --- Extra pages: the job page's buttons and the dashboard ------------
 

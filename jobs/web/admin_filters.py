@@ -2,7 +2,8 @@
 
 from django.contrib import admin
 
-from ..models import Job, JobStatus
+from ..models import JobStatus
+from .admin_listing import task_paths
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -45,15 +46,13 @@ class QueueFilter(admin.SimpleListFilter):
 
 
 class TaskFilter(admin.SimpleListFilter):
-    """Filter by task, offering the tasks of the latest jobs (no table scan)."""
+    """Filter by task, offering every task in the table (no table scan)."""
 
     title = "task"
     parameter_name = "task"
-    recent = 1000
 
     def lookups(self, request, model_admin):
-        latest = Job.objects.order_by("-enqueued_at")[: self.recent]
-        paths = sorted(set(latest.values_list("task_path", flat=True)))
+        paths = task_paths()
         if self.value() and self.value() not in paths:
             paths.append(self.value())
         return [(p, p.rpartition(".")[2]) for p in paths]
