@@ -17,8 +17,14 @@ How figures are taken (the same for every system):
 - pickup: idle workers, jobs enqueued one by one at `--rate` jobs/s for
   `--pace-seconds`; latency = started_at - enqueued_at of each job (the first
   5 jobs are warm-up and dropped);
-- http: `/health` and `/admin/jobs/job/` through Django's test client as a
-  superuser, on a database holding `--health-rows` finished jobs.
+- http (the big table): on a database holding `--health-rows` finished jobs,
+  `/health` and `/admin/jobs/job/` (plain, each filter, each kind of search)
+  through Django's test client as a superuser; one burst worker draining N
+  no-ops (against the empty table's drain); the slowest pickup while
+  `prunejobs` deletes 1,000,000 old rows beside an idle worker;
+- scale: 4 burst database workers drain 2N no-ops, against pgbench's
+  TPC-B-like transactions with 4 clients on the same server (`--quick` skips
+  it unless named with `--only`).
 Each figure is taken `--repeat` times; the table shows min/median/max, the
 baseline's median, the ratio of medians and whether the target is met.
 """
@@ -55,7 +61,9 @@ def parse_args(argv):
         help="tiny numbers, 1 repetition, 1 worker, no 1M-row pages (for CI)",
     )
     parser.add_argument("--no-baselines", action="store_true", help="ours only")
-    parser.add_argument("--no-http", action="store_true", help="skip the 1M-row pages")
+    parser.add_argument(
+        "--no-http", action="store_true", help="skip the big-table part (http)"
+    )
     parser.add_argument("--health-rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=100, help="per page")
     parser.add_argument("--rate", type=float, default=50.0, help="pickup jobs/s")
@@ -96,6 +104,8 @@ def chosen_parts(options):
     names = set(options.only or PARTS)
     if options.no_http:
         names.discard("http")
+    if options.quick and not options.only:
+        names.discard("scale")  # a smoke run proves the harness, not the server
     return [part for name, part in PARTS.items() if name in names]
 
 

@@ -8,5 +8,6 @@ from .drain import Drain
 from .enqueue import Enqueue
 from .http import Http
 from .pickup import Pickup
+from .scale import Scale
 
-PARTS = {part.name: part for part in (Enqueue, Drain, Pickup, Http)}
+PARTS = {part.name: part for part in (Enqueue, Drain, Pickup, Http, Scale)}
