@@ -53,6 +53,17 @@ class JobQuerySet(models.QuerySet):
     def ready(self):
         return self.filter(status=JobStatus.READY)
 
+    def of_tasks(self, paths):
+        """Select the jobs of the task paths `paths`: the finished ones by the
+        task index, the ready and running ones (the few) by the claim and
+        lease indexes."""
+        paths = list(paths)
+        return self.filter(
+            Q(status__in=FINISHED_STATUSES, task_path__in=paths)
+            | Q(status=JobStatus.READY, task_path__in=paths)
+            | Q(status=JobStatus.RUNNING, task_path__in=paths)
+        )
+
     def due(self, now=None):
         """Select READY jobs whose `run_after` has come: the "waiting" jobs."""
         return self.ready().filter(run_after__lte=now or timezone.now())
@@ -215,7 +226,14 @@ class Job(models.Model):
             # The admin list, newest first.
             models.Index(F("enqueued_at").desc(), name="jobs_job_enqueued"),
             # The admin list of a task, and the tasks present (admin_listing).
-            models.Index(F("task_path"), F("enqueued_at").desc(), name="jobs_job_task"),
+            # Finished rows only: a claim writes no entry here, a success one
+            # (an UPDATE that is not HOT writes to every index it matches).
+            models.Index(
+                F("task_path"),
+                F("enqueued_at").desc(),
+                condition=Q(status__in=FINISHED_STATUSES),
+                name="jobs_job_task",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -38,6 +38,9 @@ class Migration(migrations.Migration):
             index=models.Index(
                 models.F("task_path"),
                 models.OrderBy(models.F("enqueued_at"), descending=True),
+                condition=models.Q(
+                    ("status__in", ("SUCCESSFUL", "FAILED", "CANCELLED"))
+                ),
                 name="jobs_job_task",
             ),
         ),

@@ -101,7 +101,7 @@ class JobAdmin(JobActions, JobColumns, JobPageFields, admin.ModelAdmin):
         ids = id_prefix_range(search_term.strip())
         if ids:
             return queryset.filter(pk__range=ids), False
-        return queryset.filter(task_path__in=tasks_matching(search_term)), False
+        return queryset.of_tasks(tasks_matching(search_term)), False
 
     # --- Extra pages: the job page's buttons and the dashboard ------------
 

@@ -58,4 +58,4 @@ class TaskFilter(admin.SimpleListFilter):
         return [(p, p.rpartition(".")[2]) for p in paths]
 
     def queryset(self, request, queryset):
-        return queryset.filter(task_path=self.value()) if self.value() else queryset
+        return queryset.of_tasks([self.value()]) if self.value() else queryset

@@ -7,7 +7,7 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
 
-from ..models import Job
+from ..models import FINISHED_STATUSES, Job, JobStatus
 
 
 class CappedPaginator(Paginator):
@@ -40,23 +40,35 @@ def id_prefix_range(term):
 def task_paths():
     """Return every task path in the job table, sorted.
 
-    Tasks are few and rows are many: this hops from one path to the next
-    along the `jobs_job_task` index (a loose index scan), one probe per
-    distinct path, instead of reading the table.
+    Tasks are few and rows are many: the finished rows' paths come from
+    hopping along the `jobs_job_task` index from one path to the next (a
+    loose index scan, one probe per path), the ready and running rows' (the
+    few) from those rows.
     """
     table = connection.ops.quote_name(Job._meta.db_table)
+    finished = ", ".join(["%s"] * len(FINISHED_STATUSES))
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             WITH RECURSIVE paths(task_path) AS (
-                SELECT min(task_path) FROM {table}
+                SELECT min(task_path) FROM {table} WHERE status IN ({finished})
                 UNION ALL
                 SELECT (SELECT min(task_path) FROM {table} j
-                        WHERE j.task_path > paths.task_path)
+                        WHERE j.status IN ({finished})
+                        AND j.task_path > paths.task_path)
                 FROM paths WHERE paths.task_path IS NOT NULL
             )
             SELECT task_path FROM paths WHERE task_path IS NOT NULL
-            """  # noqa: S608 (the table name is the model's, quoted)
+            UNION
+            SELECT task_path FROM {table} WHERE status IN (%s, %s)
+            ORDER BY 1
+            """,  # noqa: S608 (the table name is the model's, quoted)
+            [
+                *FINISHED_STATUSES,
+                *FINISHED_STATUSES,
+                JobStatus.READY,
+                JobStatus.RUNNING,
+            ],
         )
         return [path for (path,) in cursor.fetchall()]
 
