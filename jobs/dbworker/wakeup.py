@@ -40,9 +40,6 @@ class Wakeup:
         except BlockingIOError:
             pass  # empty: the flag is clear
 
-    def is_set(self):
-        return self.wait(0)
-
     def wait(self, timeout=None):
         """Wait until set, or `timeout` seconds; return whether it is set."""
         milliseconds = None if timeout is None else max(0, math.ceil(timeout * 1000))

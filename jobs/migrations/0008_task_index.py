@@ -9,20 +9,19 @@ class AddIndexWithoutLocking(AddIndexConcurrently):
     run. Elsewhere a plain CREATE INDEX."""
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            AddIndex.database_forwards(
-                self, app_label, schema_editor, from_state, to_state
-            )
+        self._plain_or_concurrent(schema_editor).database_forwards(
+            self, app_label, schema_editor, from_state, to_state
+        )
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            AddIndex.database_backwards(
-                self, app_label, schema_editor, from_state, to_state
-            )
+        self._plain_or_concurrent(schema_editor).database_backwards(
+            self, app_label, schema_editor, from_state, to_state
+        )
+
+    @staticmethod
+    def _plain_or_concurrent(schema_editor):
+        postgres = schema_editor.connection.vendor == "postgresql"
+        return AddIndexConcurrently if postgres else AddIndex
 
 
 class Migration(migrations.Migration):
