@@ -13,7 +13,7 @@ DEFAULTS = {
     # itself (the hard limit): recorded as timed out, its thread abandoned.
     "JOB_TIMEOUT_GRACE_SECONDS": 5.0,
     "JOB_POLL_SECONDS": 1.0,
-    "JOB_PREFETCH": 20,  # jobs a database worker claims beyond its free threads
+    "JOB_PREFETCH": 200,  # most jobs a database worker claims beyond its free threads
     # A job claimed ahead that no thread took for this long goes back.
     "JOB_PREFETCH_HOLD_SECONDS": 1.0,
     "JOB_ACK_BATCH": 50,  # finished jobs recorded in one statement

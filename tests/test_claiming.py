@@ -109,10 +109,17 @@ def test_redispatch__finds_a_lost_job_behind_any_number_of_queued_ones(
 @pytest.mark.django_db(transaction=True)
 def test_busy_worker__gives_back_the_jobs_it_claimed_ahead(start_worker):
     with transaction.atomic():
-        long = tasks.sleep_then_record.enqueue("long", 60)
+        # The quick job runs first: its pace says the thread starts the short
+        # jobs at once, so the worker claims them ahead of the long job.
+        tasks.record_run.using(priority=10).enqueue("quick")
+        long = tasks.sleep_then_record.using(priority=5).enqueue("long", 60)
         short = [tasks.record_run.enqueue(f"short-{i}") for i in range(5)]
     busy = start_worker("--concurrency", "1")
     wait_for(lambda: job_of(long).status == JobStatus.RUNNING, message="long job")
+    wait_for(
+        lambda: "released 5 claimed jobs" in busy.output(),
+        message="the busy worker to give back the short jobs",
+    )
     idle = start_worker("--concurrency", "1")
 
     wait_for(
@@ -120,10 +127,27 @@ def test_busy_worker__gives_back_the_jobs_it_claimed_ahead(start_worker):
         message="the short jobs to run",
     )
 
-    # They ran on the idle worker, each once, while the long job still ran.
+    # They ran on the idle worker, each once, while the long job still ran:
+    # the busy worker did not claim them again while its thread was stuck.
     assert set(
         Run.objects.filter(key__startswith="short").values_list("pid", flat=True)
     ) == {idle.pid}
     assert job_of(long).status == JobStatus.RUNNING
     assert all(job_of(r).attempts == 1 for r in short)
-    assert "released 5 claimed jobs" in busy.output()
+    assert busy.output().count("released") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_running_long_jobs__claims_none_ahead_to_give_back(start_worker):
+    # Each run outlasts JOB_PREFETCH_HOLD_SECONDS (1): a job claimed ahead
+    # of one would go back unstarted.
+    results = [tasks.sleep_then_record.enqueue(f"long-{i}", 1.2) for i in range(3)]
+    worker = start_worker("--concurrency", "1")
+
+    wait_for(
+        lambda: all(job_of(r).status == JobStatus.SUCCESSFUL for r in results),
+        message="the long jobs to run",
+    )
+
+    assert all(job_of(r).attempts == 1 for r in results)
+    assert "released" not in worker.output()

@@ -188,6 +188,8 @@ def test_listen_notify__wakes_an_idle_worker_on_commit(postgres_only, start_work
 def test_sigterm__claimed_jobs_that_never_started_are_released_uncounted(
     start_worker,
 ):
+    # The quick job's pace has the worker claim three of the others ahead.
+    quick = tasks.record_run.using(priority=10).enqueue("quick")
     results = [tasks.sleep_then_record.enqueue(f"queued-{i}", 3) for i in range(4)]
     # Held for a minute: only the SIGTERM can give the three back.
     env = {"JOB_PREFETCH": "3", "JOB_PREFETCH_HOLD_SECONDS": "60"}
@@ -200,6 +202,7 @@ def test_sigterm__claimed_jobs_that_never_started_are_released_uncounted(
     worker.signal(signal.SIGTERM)
 
     assert worker.wait(timeout=20) == 0, worker.output()
+    assert status_of(quick) == JobStatus.SUCCESSFUL
     jobs = Job.objects.filter(pk__in=[r.id for r in results])
     assert jobs.filter(status=JobStatus.SUCCESSFUL, attempts=1).count() == 1
     released = jobs.filter(status=JobStatus.READY)

@@ -15,10 +15,12 @@ class Pace:
 
     def __init__(self):
         self.seconds = None  # None: none ran yet
+        self.runs = 0
 
     def keep(self, duration):
         """Count one more run that took `duration` seconds."""
         duration = max(duration, 1e-6)
+        self.runs += 1
         self.seconds = (
             duration if self.seconds is None else 0.8 * self.seconds + 0.2 * duration
         )
@@ -28,10 +30,11 @@ class Claims:
     """Claim due jobs in batches and offer them to the threads.
 
     Claiming ahead (JOB_PREFETCH) means one claim statement serves many
-    short jobs. A worker whose threads are all busy with long jobs claims
-    nothing (`_ahead`), and a job claimed ahead that no thread took within
-    JOB_PREFETCH_HOLD_SECONDS goes back (`release_held_too_long`), so a
-    short job never waits long behind a busy worker while another is idle.
+    short jobs. A worker claims ahead only the jobs its threads start within
+    JOB_PREFETCH_HOLD_SECONDS at the pace of recent runs (`_ahead`): none
+    behind long jobs. A job claimed ahead that no thread took within that
+    time goes back (`release_held_too_long`), so a short job never waits
+    long behind a busy worker while another is idle.
     """
 
     def __init__(self, worker_id, queues, exchange, stats, pace, max_jobs):
@@ -43,6 +46,7 @@ class Claims:
         self.max_jobs = max_jobs
         self.prefetch = conf.get("JOB_PREFETCH")
         self._tokens = count(1)
+        self._held_too_long_after = None  # the run count when jobs went back
 
     def claim(self):
         """Claim a batch: the free threads, plus jobs to start soon after.
@@ -52,7 +56,7 @@ class Claims:
         free, buffered = self.exchange.free_and_waiting()
         if buffered >= self.exchange.concurrency:
             return 0, 0
-        wanted = free + self._ahead(free) - buffered
+        wanted = free + self._ahead() - buffered
         if self.max_jobs is not None:
             wanted = min(wanted, self.max_jobs - self.stats.claimed)
         if wanted <= 0:
@@ -63,13 +67,13 @@ class Claims:
         self.stats.claimed += len(jobs)
         return len(jobs), wanted
 
-    def _ahead(self, free):
-        """Count the jobs to claim beyond the free threads: JOB_PREFETCH while
-        a thread is free; with none free, only as many as the busy threads
-        start within JOB_PREFETCH_HOLD_SECONDS at the pace of recent runs."""
-        if free > 0:
-            return self.prefetch
-        if self.pace.seconds is None:
+    def _ahead(self):
+        """Count the jobs to claim beyond the free threads: as many as the
+        threads start within JOB_PREFETCH_HOLD_SECONDS at the pace of recent
+        runs, at most JOB_PREFETCH; none before the first run, and none
+        after jobs claimed ahead went back unstarted until another run ends
+        (the threads are slower than their pace says)."""
+        if self.pace.seconds is None or self._held_too_long_after == self.pace.runs:
             return 0
         hold = conf.get("JOB_PREFETCH_HOLD_SECONDS")
         soon = self.exchange.concurrency * hold / self.pace.seconds
@@ -94,6 +98,7 @@ class Claims:
         oldest = self.exchange.oldest_claim()
         if oldest is not None and now - oldest >= hold:
             self.release(claimed_by=now - hold)
+            self._held_too_long_after = self.pace.runs
 
     def hold_ends(self):
         """Return when the oldest claimed job not taken must go back, or None."""
