@@ -5,6 +5,7 @@ admin retry; the race, settled by the database on PostgreSQL.
 """
 
 import threading
+from contextlib import nullcontext
 from datetime import timedelta
 from uuid import uuid4
 
@@ -15,13 +16,15 @@ from django.tasks.signals import task_enqueued
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from redis import Redis
 
 from jobs.core import hot_path, interventions
 from jobs.models import Job, JobStatus
+from jobs.notify import pusher
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import CHANGELIST
+from .helpers import CHANGELIST, drain_rq, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -431,3 +434,85 @@ def test_race__eight_threads_enqueue_one_key_and_all_get_the_one_job(postgres_on
 
     assert Job.objects.count() == 1
     assert set(ids) == {str(Job.objects.get().pk)}
+
+
+ENQUEUE_IN_PROCESS = (
+    "from tests.testapp import tasks; "
+    "print('ID', tasks.record_run.using(unique_key='race').enqueue('p').id)"
+)
+
+
+def waiting_on_locks():
+    """How many other sessions wait for a lock (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def printed_ids(process):
+    assert process.wait(timeout=120) == 0, process.output()
+    return [line.split()[1] for line in process.output().splitlines() if "ID " in line]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_race__two_processes_wait_for_an_uncommitted_holder_of_the_key(
+    postgres_only, start_worker, outcome
+):
+    with pytest.raises(RuntimeError) if outcome == "rollback" else nullcontext():
+        with transaction.atomic():
+            mine = tasks.record_run.using(unique_key="race").enqueue("me")
+            processes = [
+                start_worker("-c", ENQUEUE_IN_PROCESS, command="shell")
+                for _ in range(2)
+            ]
+            # The unique index makes both INSERTs wait for this transaction.
+            wait_for(lambda: waiting_on_locks() == 2, message="both to wait")
+            if outcome == "rollback":
+                raise RuntimeError
+
+    ids = printed_ids(processes[0]) + printed_ids(processes[1])
+    assert Job.objects.count() == 1
+    job_id = str(Job.objects.get().pk)
+    assert ids == [job_id, job_id]
+    assert (job_id == mine.id) is (outcome == "commit")
+
+
+# -- The Redis path ------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis__a_deduplicated_enqueue_pushes_no_second_rq_job(redis_dispatch):
+    sync = tasks.record_run.using(unique_key="sync:1")
+    first = sync.enqueue("once")
+
+    again = sync.enqueue("twice")
+    sync.enqueue_many([(("thrice",), {}), (("more",), {})])
+
+    assert again.id == first.id
+    assert pusher.pusher.flush(timeout=10)
+    client = Redis.from_url(redis_dispatch["REDIS_URL"])
+    assert client.lrange("rq:queue:default", 0, -1) == [f"{first.id}-0".encode()]
+    drain_rq()
+    assert list(Run.objects.values_list("key", flat=True)) == ["once"]
+    assert Job.objects.get().status == JobStatus.SUCCESSFUL
+
+
+def unique_index_pages():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_relation_size('jobs_job_unique') / 8192")
+        return cursor.fetchone()[0]
+
+
+def test_unique_index__plain_jobs_write_no_entry_to_it(postgres_only):
+    before = unique_index_pages()
+
+    tasks.add.enqueue_many([((i, i), {}) for i in range(2000)])
+    assert unique_index_pages() == before
+
+    UNIQUE_ADD.enqueue_many([((i, i), {}) for i in range(2000)])
+    assert unique_index_pages() > before + 10  # ~25 pages of 2,000 entries
