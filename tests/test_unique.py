@@ -19,7 +19,7 @@ from django.utils import timezone
 from redis import Redis
 
 from jobs.core import hot_path, interventions
-from jobs.models import Job, JobStatus
+from jobs.models import STATE_BITS, Job, JobStatus
 from jobs.notify import pusher
 from tests.testapp import tasks
 from tests.testapp.models import Run
@@ -516,3 +516,8 @@ def test_unique_index__plain_jobs_write_no_entry_to_it(postgres_only):
 
     UNIQUE_ADD.enqueue_many([((i, i), {}) for i in range(2000)])
     assert unique_index_pages() > before + 10  # ~25 pages of 2,000 entries
+
+
+def test_state_bits__every_state_has_its_own_bit():
+    assert set(STATE_BITS) == set(JobStatus)
+    assert sorted(STATE_BITS.values()) == [1 << i for i in range(len(JobStatus))]
