@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.json import normalize_json
 
 from . import conf
-from .core import hot_path
+from .core import hot_path, uniqueness
 from .core.tasks import JobTask, new_task_result, task_result
 from .exceptions import InvalidTaskArguments, JobQueueDisabled
 from .log import log_enabled, log_event
@@ -82,11 +82,14 @@ class JobsBackend(BaseTaskBackend):
                 not isinstance(value, (int, float)) or value <= 0
             ):
                 raise InvalidTask(f"{option} must be a number of seconds above 0.")
+        uniqueness.check_options(task)
 
     def enqueue(self, task, args, kwargs):
         refuse_when_disabled(task)
         self.validate_task(task)
         job = self._new_job(task, args, kwargs, timezone.now())
+        if uniqueness.is_unique(task):
+            return self._enqueue_unique(task, [job])[0]
         hot_path.insert([job])
         doorbell.ring([job], inserted=True)
         return self._announce(job, task_result(job, self.alias, task=task))
@@ -102,11 +105,33 @@ class JobsBackend(BaseTaskBackend):
         now = timezone.now()
         make = self._job_maker(task, now)
         jobs = [make(args, kwargs) for args, kwargs in calls]
+        if uniqueness.is_unique(task):
+            return self._enqueue_unique(task, jobs)
         hot_path.insert(jobs)
         doorbell.ring(jobs, inserted=True)
         return [
             self._announce(job, new_task_result(job, self.alias, task)) for job in jobs
         ]
+
+    def _enqueue_unique(self, task, jobs):
+        """Enqueue `jobs` of a unique task: one per key, none for a key
+        another job holds. Return each job's TaskResult, that of the job
+        holding its key (the same id for all callers of one key)."""
+        if not jobs:
+            return []
+        uniqueness.stamp(task, jobs)
+        holders, inserted = uniqueness.insert(jobs)
+        new = [job for job in jobs if job.pk in inserted]
+        doorbell.ring(new, inserted=True)
+        results = {}
+        for job in new:
+            results[job.pk] = self._announce(
+                job, new_task_result(job, self.alias, task)
+            )
+        for holder in holders:
+            if holder.pk not in results:
+                results[holder.pk] = task_result(holder, self.alias)
+        return [results[holder.pk] for holder in holders]
 
     def _new_job(self, task, args, kwargs, now):
         args, kwargs = json_arguments(task, args, kwargs)

@@ -5,7 +5,8 @@ import uuid
 from datetime import timedelta
 
 from django.db import connections, models
-from django.db.models import F, Min, Q
+from django.db.models import Case, F, Min, Q, Value, When
+from django.db.models.lookups import GreaterThan
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -29,6 +30,35 @@ class JobStatus(models.TextChoices):
 
 
 FINISHED_STATUSES = (JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED)
+
+# A unique job's `unique_states` is a bitmask of these bits: the states in
+# which the row holds its key (River's `unique_states`, as an integer).
+STATE_BITS = {
+    JobStatus.READY: 1,
+    JobStatus.RUNNING: 2,
+    JobStatus.SUCCESSFUL: 4,
+    JobStatus.FAILED: 8,
+    JobStatus.CANCELLED: 16,
+}
+FINISHED_BITS = sum(STATE_BITS[status] for status in FINISHED_STATUSES)
+
+# A row holds its unique key while its status is one of its `unique_states`.
+# The unique index `jobs_job_unique` has this condition, so the database
+# itself lets one row per key hold it, and a row leaves the index by its own
+# transition (a claim, a success) without any statement of ours. Rows
+# without a key (plain jobs) are not in the index at all.
+HOLDS_KEY = Q(unique_key__isnull=False) & Q(
+    GreaterThan(
+        Case(
+            *(
+                When(status=status, then=F("unique_states").bitand(bit))
+                for status, bit in STATE_BITS.items()
+            ),
+            default=Value(0),
+        ),
+        0,
+    )
+)
 
 
 def bucket_filters(now):
@@ -63,6 +93,11 @@ class JobQuerySet(models.QuerySet):
             | Q(status=JobStatus.READY, task_path__in=paths)
             | Q(status=JobStatus.RUNNING, task_path__in=paths)
         )
+
+    def holding_keys(self, task_path, keys):
+        """Select the jobs of `task_path` that hold one of the unique `keys`
+        (at most one per key: the unique index answers)."""
+        return self.filter(HOLDS_KEY, task_path=task_path, unique_key__in=keys)
 
     def due(self, now=None):
         """Select READY jobs whose `run_after` has come: the "waiting" jobs."""
@@ -197,6 +232,12 @@ class Job(models.Model):
     # Set by an admin cancel of a RUNNING job: the task may stop early
     # (`context.cancel_requested()`), and however the run ends it is CANCELLED.
     cancel_requested = models.BooleanField(default=False)
+    # Unique jobs (`jobs.core.uniqueness`): the key, per task; the states in
+    # which this row holds it (`STATE_BITS`); and when a finished row stops
+    # holding it (None: never). All None for a plain job.
+    unique_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 (NULL: no key, not in the unique index)
+    unique_states = models.PositiveSmallIntegerField(null=True, blank=True)
+    unique_until = models.DateTimeField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -243,6 +284,13 @@ class Job(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=JobStatus.values),
                 name="jobs_job_status_valid",
+            ),
+            # One job per task and key among the rows holding their key: a
+            # partial unique index (plain jobs write no entry to it).
+            models.UniqueConstraint(
+                fields=["task_path", "unique_key"],
+                condition=HOLDS_KEY,
+                name="jobs_job_unique",
             ),
         ]
 

@@ -28,6 +28,7 @@ class Form:
     claim: object  # (queues, limit, worker_id, token, job_id, successes)
     record_successes: object  # (outcomes) -> {job id: status}
     insert: object  # (jobs)
+    insert_new: object  # (unique jobs) -> ids inserted
 
 
 FORMS = {
@@ -35,11 +36,13 @@ FORMS = {
         hot_path.claim_with_orm,
         hot_path.record_successes_with_orm,
         hot_path.insert_with_orm,
+        hot_path.insert_new_with_orm,
     ),
     "sql": Form(
         hot_path.claim_with_sql,
         hot_path.record_successes_with_sql,
         hot_path.insert_with_sql,
+        hot_path.insert_new_with_sql,
     ),
 }
 RUNNABLE = ["orm", "sql"] if connection.vendor == "postgresql" else ["orm"]
@@ -250,6 +253,29 @@ def test_insert__of_jobs_alike_but_their_ids_stores_each(form):
     form.insert(jobs)
 
     assert Job.objects.filter(args=[1]).count() == 4
+
+
+def unique_job(key, status=JobStatus.READY):
+    return new_job(unique_key=key, unique_states=3, status=status)
+
+
+def test_insert_new__skips_jobs_whose_key_a_row_holds_and_returns_the_rest(form):
+    held = unique_job("a")
+    form.insert([held])
+    finished = unique_job("b", status=JobStatus.SUCCESSFUL)  # holds nothing
+    form.insert([finished])
+    jobs = [unique_job("a"), unique_job("b"), unique_job("c"), unique_job("c")]
+
+    with transaction.atomic():
+        inserted = form.insert_new(jobs)
+
+    assert inserted == {jobs[1].pk, jobs[2].pk}
+    assert set(Job.objects.values_list("pk", flat=True)) == {
+        held.pk,
+        finished.pk,
+        jobs[1].pk,
+        jobs[2].pk,
+    }
 
 
 def test_hot_path__uses_the_sql_form_on_postgresql_only(monkeypatch):

@@ -312,11 +312,12 @@ def insert_with_orm(jobs):
     Job.objects.bulk_create(jobs, batch_size=1000)
 
 
-def insert_with_sql(jobs):
+def insert_with_sql(jobs, tail=""):
     """INSERT new jobs in one statement, as `bulk_create` would.
 
     A column whose value is the same in every row (the task, queue, times of
     a bulk enqueue) is sent once; the others as one array each, unnested.
+    `tail` ends the statement (`SKIP_HELD_KEYS`), whose rows are then returned.
     """
     connection = connections[Job.objects.db]
     columns, values, arrays = [], [], []
@@ -339,13 +340,15 @@ def insert_with_sql(jobs):
     source = f" FROM unnest({', '.join(arrays)}) AS u({names})" if arrays else ""
     sql = (
         f"INSERT INTO {Job._meta.db_table} ({', '.join(columns)}) "  # noqa: S608 (names from the model)
-        f"SELECT {', '.join(values)}{source}"
+        f"SELECT {', '.join(values)}{source}{tail}"
     )
     with bound_cursor(connection) as cursor:
         cursor.execute(sql, params + array_params)
+        rows = cursor.fetchall() if tail else None
     for job in jobs:  # saved, as `bulk_create` leaves them
         job._state.adding = False
         job._state.db = connection.alias
+    return rows
 
 
 @cache
@@ -356,3 +359,37 @@ def insert_columns(alias):
         (field, connection.ops.quote_name(field.column), field.db_type(connection))
         for field in Job._meta.concrete_fields
     ]
+
+
+# -- Insert unique jobs: new READY rows, unless their key is held -------------
+
+
+def insert_new(jobs):
+    """INSERT unique jobs, skipping each whose key a row already holds; return
+    the ids inserted.
+
+    The unique index `jobs_job_unique` decides, not a read before the write:
+    a row holding the key that another transaction inserted and has not
+    committed yet makes this statement wait for that transaction to end (it
+    then skips the job if that one committed, inserts it if it rolled back).
+    Not for plain jobs (`insert`), which no key can clash with.
+    """
+    form = insert_new_with_sql if on_postgresql() else insert_new_with_orm
+    return form(jobs)
+
+
+def insert_new_with_orm(jobs):
+    """`insert_new` as the ORM writes it: INSERT OR IGNORE, then the new ids
+    that exist (a fresh UUID exists only if its row was inserted)."""
+    Job.objects.bulk_create(jobs, batch_size=1000, ignore_conflicts=True)
+    ids = [job.pk for job in jobs]
+    return set(Job.objects.filter(pk__in=ids).values_list("pk", flat=True))
+
+
+# No conflict target: a unique job's only possible conflict is its key.
+SKIP_HELD_KEYS = " ON CONFLICT DO NOTHING RETURNING id"
+
+
+def insert_new_with_sql(jobs):
+    """`insert_new` in one statement, returning the ids it inserted."""
+    return {row[0] for row in insert_with_sql(jobs, SKIP_HELD_KEYS)}

@@ -14,6 +14,7 @@ from ..expressions import DatabaseNow
 from ..log import log_event
 from ..models import Job, JobStatus
 from ..notify import doorbell
+from . import uniqueness
 from .tasks import (
     resolve_task,
 )
@@ -44,33 +45,58 @@ def primary_keys(jobs):
     return [job.pk for job in jobs]
 
 
-def retry_jobs(jobs):
+def retry_jobs(jobs, refused=None):
     """FAILED or CANCELLED -> READY now, with a fresh budget of attempts.
 
     `attempts` keeps counting real runs (Django's `TaskResult.attempts` is
     the number of worker ids), so the budget is renewed by raising
     `max_attempts` to `attempts` + the task's attempts. Errors and worker ids
-    stay. `jobs` is a queryset or jobs; return the jobs moved.
+    stay. A unique job is not retried while another job holds its key (it
+    would be a second live job of that key): `refused`, a dict, gets its id
+    and the holder's (`uniqueness.KeyHeld`). `jobs` is a queryset or jobs;
+    return the jobs moved.
     """
     rows = Job.objects.filter(pk__in=primary_keys(jobs), status__in=RETRYABLE)
-    by_task = {}
-    for pk, task_path in rows.values_list("pk", "task_path"):
-        by_task.setdefault(task_path, []).append(pk)
+    by_task, keyed = {}, []
+    for pk, task_path, key in rows.values_list("pk", "task_path", "unique_key"):
+        if key is None:
+            by_task.setdefault(task_path, []).append(pk)
+        else:
+            keyed.append((pk, task_path, key))
     moved = []
     for task_path, ids in by_task.items():
         moved += Job.objects.filter(pk__in=ids, status__in=RETRYABLE).update_returning(
-            status=JobStatus.READY,
-            max_attempts=F("attempts") + attempt_budget(task_path),
-            run_after=DatabaseNow(),
-            finished_at=None,
-            progress=None,
-            progress_message="",
-            cancel_requested=False,
+            **retried(task_path)
         )
+    for pk, task_path, key in keyed:
+        try:
+            moved += uniqueness.update_unless_held(
+                Job.objects.filter(pk=pk, status__in=RETRYABLE),
+                task_path,
+                key,
+                **retried(task_path),
+            )
+        except uniqueness.KeyHeld as held:
+            logger.info("Not retried: job %s: %s", pk, held)
+            if refused is not None:
+                refused[pk] = held.holder_id
     for job in moved:
         log_event("retried by admin", job)
     doorbell.ring(moved)
     return moved
+
+
+def retried(task_path):
+    """The columns a retry of a job of `task_path` writes."""
+    return {
+        "status": JobStatus.READY,
+        "max_attempts": F("attempts") + attempt_budget(task_path),
+        "run_after": DatabaseNow(),
+        "finished_at": None,
+        "progress": None,
+        "progress_message": "",
+        "cancel_requested": False,
+    }
 
 
 def cancel_jobs(jobs):

@@ -13,6 +13,7 @@ from django.utils.module_loading import import_string
 from ..exceptions import TaskNotFound
 from ..models import JobStatus
 from ..upstream import RETURN_VALUE_FIELD
+from .uniqueness import ordered_states
 
 # Django's TaskResult knows four states; a cancelled job is finished and did
 # not succeed, so callers see it as FAILED (the row keeps CANCELLED).
@@ -32,17 +33,47 @@ class JobTask(Task):
     max_attempts: int | None = None  # None: JOB_MAX_ATTEMPTS
     backoff_base: float | None = None  # seconds; None: JOB_BACKOFF_BASE_SECONDS
     timeout: float | None = None  # seconds a run may take; None: no limit
+    # Unique jobs (`core.uniqueness`); any of these makes the task unique.
+    unique: bool = False
+    unique_key: str | None = None  # None: a hash of the call's arguments
+    unique_for: float | None = None  # seconds after enqueue a finished job holds it
+    unique_states: tuple[str, ...] | None = None  # None: uniqueness.states_of
 
-    def using(self, *, max_attempts=None, backoff_base=None, timeout=None, **kwargs):
-        """Create a new task with modified defaults, our options included."""
+    def __post_init__(self):
+        Task.__post_init__(self)  # validates; super() fails in a slotted dataclass
+        object.__setattr__(self, "unique_states", ordered_states(self.unique_states))
+
+    def using(
+        self,
+        *,
+        max_attempts=None,
+        backoff_base=None,
+        timeout=None,
+        unique=None,
+        unique_key=None,
+        unique_for=None,
+        unique_states=None,
+        **kwargs,
+    ):
+        """Create a new task with modified defaults, our options included.
+
+        `unique=False` makes a unique task plain again (its other unique
+        options are dropped).
+        """
         # Zero-argument super() does not work in a slotted dataclass.
         task = Task.using(self, **kwargs)
         options = {
             "max_attempts": max_attempts,
             "backoff_base": backoff_base,
             "timeout": timeout,
+            "unique": unique,
+            "unique_key": unique_key,
+            "unique_for": unique_for,
+            "unique_states": unique_states,
         }
         changes = {name: value for name, value in options.items() if value is not None}
+        if unique is False:
+            changes |= dict.fromkeys(("unique_key", "unique_for", "unique_states"))
         return replace(task, **changes) if changes else task
 
     def enqueue_many(self, calls):

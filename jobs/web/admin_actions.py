@@ -27,11 +27,11 @@ class JobActions:
 
     @admin.action(description="Retry selected jobs", permissions=["retry"])
     def retry_selected(self, request, queryset):
-        moved = interventions.retry_jobs(queryset)
+        refused = {}
+        moved = interventions.retry_jobs(queryset, refused)
         why = "only failed or cancelled jobs can be retried"
-        text = f"Retried {plural(len(moved), 'job')}." + skipped_text(
-            queryset, moved, why
-        )
+        text = f"Retried {plural(len(moved), 'job')}." + held_text(refused)
+        text += skipped_text(queryset.exclude(pk__in=refused), moved, why)
         self.message_user(
             request, text, messages.SUCCESS if moved else messages.WARNING
         )
@@ -87,6 +87,17 @@ class JobActions:
 def plural(count, word):
     """Count a word: 1 job, 2 jobs."""
     return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def held_text(refused):
+    """Say which jobs were not retried because another job holds their key."""
+    if not refused:
+        return ""
+    holders = sorted({str(holder)[:8] for holder in refused.values() if holder})
+    return (
+        f" Not retried {plural(len(refused), 'job')}: another job holds its "
+        f"unique key ({', '.join(holders) or 'it has just let go; try again'})."
+    )
 
 
 def skipped_text(queryset, moved, why):

@@ -86,7 +86,15 @@ def job_detail(request, job):
 @require_POST
 @job_endpoint("retry_job")
 def job_retry(request, job):
-    if not interventions.retry_jobs([job]):
+    held = {}
+    if not interventions.retry_jobs([job], held):
+        if job.pk in held:
+            return refused(
+                request,
+                job,
+                f"Job {held[job.pk]} holds this job's unique key; "
+                "retry it once that job has finished.",
+            )
         return refused(request, job, "Only failed or cancelled jobs can be retried.")
     return changed(request, job)
 
