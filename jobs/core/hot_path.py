@@ -130,22 +130,13 @@ CLAIM = "".join(["WITH ", PICK_AND_CLAIM, "SELECT * FROM claimed"])
 
 def claim_with_sql(queues, limit, worker_id, token, job_id=None, successes=()):
     """The claim as one statement, which records `successes` too."""
-    params = {
+    filters, params = queue_filters(queues)
+    params |= {
         "limit": limit,
         "worker_id": worker_id,
         "token": token,
         "lease_seconds": float(lease_seconds()),
     }
-    if queues is not None and len(queues) == 1:
-        # `=` lets the claim index return rows in order; `= ANY(...)` makes
-        # PostgreSQL read and sort every due row.
-        filters = UNPAUSED_ONE
-        params["queue"] = next(iter(queues))
-    elif queues is not None:
-        filters = " AND queue_name = ANY(%(queues)s)" + UNPAUSED
-        params["queues"] = list(queues)
-    else:
-        filters = UNPAUSED
     by_id = job_id is not None
     if by_id:
         params["job_id"] = job_id
@@ -161,6 +152,18 @@ def claim_with_sql(queues, limit, worker_id, token, job_id=None, successes=()):
     recorded = dict(zip(ids or (), statuses or (), strict=True))
     claimed = [row[2:] for row in rows if row[2] is not None]
     return jobs_from(claimed, connection), recorded
+
+
+def queue_filters(queues):
+    """Return the claim's conditions on the queue for `queues` (None: any),
+    and their parameters."""
+    if queues is not None and len(queues) == 1:
+        # `=` lets the claim index return rows in order; `= ANY(...)` makes
+        # PostgreSQL read and sort every due row.
+        return UNPAUSED_ONE, {"queue": next(iter(queues))}
+    if queues is not None:
+        return " AND queue_name = ANY(%(queues)s)" + UNPAUSED, {"queues": list(queues)}
+    return UNPAUSED, {}
 
 
 @cache
