@@ -22,7 +22,7 @@ from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from jobs import conf
-from jobs.models import BUCKETS, Job, WorkerProcess
+from jobs.models import BUCKETS, Job, QueuePause, WorkerProcess
 from jobs.notify import link, rq_push
 
 CACHE_KEY = "healthcheck:queue-snapshot"
@@ -114,7 +114,9 @@ class Queue(Check):
         if reasons := degraded_reasons(snapshot):
             self.message = f"Queue degraded: {'; '.join(reasons)}."
             raise ServiceWarning(self.message)
-        self.message = HEALTHY_MESSAGES[backend] + polling_note(snapshot)
+        self.message = (
+            HEALTHY_MESSAGES[backend] + polling_note(snapshot) + paused_note(snapshot)
+        )
 
 
 HEALTHY_MESSAGES = {
@@ -133,6 +135,18 @@ def polling_note(snapshot):
         f" {polling} of {snapshot['workers']} workers poll every "
         f"{conf.get('JOB_POLL_SECONDS'):g} s: notifications do not reach them "
         "(behind a pooler in transaction mode, set JOB_LISTEN_DATABASE_URL)."
+    )
+
+
+def paused_note(snapshot):
+    """Name the paused queues. A pause is an operator's choice, not a
+    degradation: their jobs wait for the resume."""
+    paused = snapshot["paused"]
+    if not paused:
+        return ""
+    return (
+        f" Paused queues: {', '.join(paused)} ({snapshot['paused_waiting']} "
+        "waiting jobs held until resumed)."
     )
 
 
@@ -162,13 +176,18 @@ def measure_queue():
     now = timezone.now()
     window = conf.get("JOB_HEALTH_FAILURE_WINDOW_SECONDS")
     recent = Job.objects.outcomes_since(now - timedelta(seconds=window))
-    oldest = Job.objects.oldest_due_at(now)
+    paused = sorted(QueuePause.objects.values_list("queue_name", flat=True))
+    # The rules for waiting jobs leave out those of paused queues.
+    oldest = Job.objects.exclude(queue_name__in=paused).oldest_due_at(now)
+    held = Job.objects.due(now).filter(queue_name__in=paused).count() if paused else 0
     workers = WorkerProcess.objects.alive(now).aggregate(
         workers=Count("pk"), workers_polling=Count("pk", filter=Q(hears_notify=False))
     )
     return {
         **Job.objects.stats(now, exact_up_to=conf.get("JOB_HEALTH_EXACT_COUNT")),
         **workers,
+        "paused": paused,
+        "paused_waiting": held,
         "oldest_wait_seconds": round((now - oldest).total_seconds(), 1)
         if oldest
         else 0,
@@ -192,9 +211,10 @@ def degraded_reasons(snapshot):
     max_wait = conf.get("JOB_HEALTH_MAX_WAIT_SECONDS")
     max_rate = conf.get("JOB_HEALTH_MAX_FAILURE_RATE")
     rate = snapshot["failure_rate"]
+    waiting = snapshot["waiting"] - snapshot["paused_waiting"]  # not paused
     reasons = []
-    if snapshot["waiting"] > max_waiting:
-        reasons.append(f"{snapshot['waiting']} jobs waiting (limit {max_waiting})")
+    if waiting > max_waiting:
+        reasons.append(f"{waiting} jobs waiting (limit {max_waiting})")
     if snapshot["oldest_wait_seconds"] > max_wait:
         reasons.append(
             f"the oldest waiting job has waited {snapshot['oldest_wait_seconds']:g} s"
@@ -205,7 +225,7 @@ def degraded_reasons(snapshot):
         reasons.append(
             f"{rate:.0%} of jobs failed in the last {window:g} s (limit {max_rate:.0%})"
         )
-    if snapshot["waiting"] and not snapshot["workers"]:
+    if waiting and not snapshot["workers"]:
         reasons.append(
             "jobs are waiting but no worker has sent a heartbeat in the last "
             f"{conf.get('JOB_LEASE_SECONDS'):g} s"

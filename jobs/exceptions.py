@@ -38,3 +38,7 @@ class JobQueueDisabled(InvalidTask):
 
 class JobCancelled(Exception):  # noqa: N818
     """Raise from a task that saw `context.cancel_requested()`: it ends CANCELLED."""
+
+
+class UnknownQueue(ValueError):  # noqa: N818 (it names the input, like InvalidTask)
+    """A queue name that is neither configured nor holds waiting jobs."""

@@ -5,7 +5,7 @@ import uuid
 from datetime import timedelta
 
 from django.db import connections, models
-from django.db.models import Case, F, Min, Q, Value, When
+from django.db.models import Case, Exists, F, Min, OuterRef, Q, Value, When
 from django.db.models.lookups import GreaterThan
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -79,6 +79,11 @@ BUCKETS = tuple(bucket_filters(None))
 FINISHED_BUCKETS = ("completed", "failed", "cancelled")
 
 
+def queue_paused():
+    """Whether a job's queue is paused: its `QueuePause` row exists."""
+    return Exists(QueuePause.objects.filter(queue_name=OuterRef("queue_name")))
+
+
 class JobQuerySet(models.QuerySet):
     def ready(self):
         return self.filter(status=JobStatus.READY)
@@ -108,11 +113,20 @@ class JobQuerySet(models.QuerySet):
         return self.ready().filter(run_after__gt=now or timezone.now())
 
     def claimable(self, queues=None, now=None):
-        """Select due jobs of `queues` (None: all) in the order workers take them."""
-        due = self.due(now)
+        """Select due jobs of `queues` (None: all) that are not paused, in the
+        order workers take them."""
+        due = self.due(now).unpaused()
         if queues is not None:
             due = due.filter(queue_name__in=queues)
         return due.order_by("-priority", "run_after")
+
+    def unpaused(self):
+        """Select the jobs whose queue is not paused (no `QueuePause` row)."""
+        return self.filter(~queue_paused())
+
+    def paused(self):
+        """Select the jobs whose queue is paused."""
+        return self.filter(queue_paused())
 
     def stalled(self, now=None):
         """Select RUNNING jobs whose worker stopped renewing the lease."""
@@ -358,6 +372,22 @@ class LeaderLock(models.Model):
 
     def __str__(self):
         return f"{self.name} held by {self.holder} until {self.expires_at}"
+
+
+class QueuePause(models.Model):
+    """A paused queue: workers of both kinds start none of its jobs while
+    this row exists (the claim statements test it); enqueue is unchanged."""
+
+    queue_name = models.CharField(primary_key=True, max_length=64)
+    paused_at = models.DateTimeField()
+    paused_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        default_permissions = ()  # rows change only by pausing and resuming
+        permissions = [("pause_queue", "Can pause and resume queues")]
+
+    def __str__(self):
+        return f"{self.queue_name} paused at {self.paused_at}"
 
 
 def on_postgresql():

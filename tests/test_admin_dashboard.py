@@ -26,6 +26,7 @@ def test_dashboard__counts_queues_lists_workers_and_draws_the_chart(staff_client
     assert page.context["queues"][0] == {
         "name": "default",
         "counts": [0, 0, 1, 1, 1, 0],
+        "paused": None,
     }
     assert running.short_id in page.text
     assert "host:42:abc" in page.text

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from jobs import conf
 from jobs.core import execution, hot_path
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, QueuePause
 
 from .helpers import make_job
 
@@ -126,6 +126,23 @@ def test_claim__by_id_takes_that_job_only_when_due_and_ready(form):
     assert claim(form, job_id=delayed.pk)[0] == []
     assert claim(form, job_id=wanted.pk, token="w:2")[0] == []  # claimed already
     assert Job.objects.get(pk=other.pk).status == JobStatus.READY
+
+
+@pytest.mark.parametrize(
+    "queues", [["default"], ["default", "other"], None], ids=["one", "many", "any"]
+)
+def test_claim__takes_no_job_of_a_paused_queue(form, queues):
+    paused = make_job(priority=10)
+    running = make_job(queue_name="other")
+    QueuePause.objects.create(queue_name="default", paused_at=timezone.now())
+
+    jobs, _ = claim(form, queues)
+
+    assert [job.pk for job in jobs] == ([running.pk] if queues != ["default"] else [])
+    assert claim(form, job_id=paused.pk)[0] == []
+    assert Job.objects.get(pk=paused.pk).status == JobStatus.READY
+    QueuePause.objects.all().delete()
+    assert [job.pk for job in claim(form, queues, token="w:2")[0]] == [paused.pk]
 
 
 def test_claim__of_a_retried_job_counts_the_attempt_and_keeps_its_first_start(

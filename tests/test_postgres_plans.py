@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs.core import execution, hot_path, recording
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, QueuePause
 from jobs.web.admin_listing import task_paths
 
 from .helpers import CHANGELIST, make_job
@@ -89,21 +89,40 @@ def test_claim__reads_only_the_rows_it_claims_when_statistics_are_stale(
         cursor.execute("ANALYZE jobs_job")
     Job.objects.update(status=JobStatus.READY, finished_at=None)
     wanted = Job.objects.order_by("?").first().pk if by_id else None
-    params = {
-        "limit": 1 if by_id else 10,
-        "worker_id": "w",
-        "token": "w:1",
-        "lease_seconds": 60.0,
-        "queue": "default",
-        "job_id": wanted,
-    }
-    filters = "" if by_id else " AND queue_name = %(queue)s"
 
-    plan = explain_analyze(hot_path.claim_sql(filters, by_id), params)
+    plan = explain_claim(None if by_id else ["default"], wanted)
 
-    assert plan["Actual Rows"] == params["limit"]
+    limit = 1 if by_id else 10
+    assert plan["Actual Rows"] == limit
     # The pick reads the rows it locks, the UPDATE each of them once more.
-    assert rows_read(plan) <= 2 * params["limit"]
+    assert rows_read(plan) <= 2 * limit
+    if not by_id:
+        assert "jobs_job_claim" in indexes_used(plan)
+
+
+def explain_claim(queues, job_id=None):
+    """EXPLAIN ANALYZE the claim of up to 10 jobs (or `job_id`) of `queues`."""
+    filters, params = hot_path.queue_filters(queues)
+    params |= {"worker_id": "w", "token": "w:1", "lease_seconds": 60.0}
+    params |= {"limit": 1 if job_id else 10, "job_id": job_id}
+    return explain_analyze(hot_path.claim_sql(filters, job_id is not None), params)
+
+
+def indexes_used(plan):
+    """The names of the indexes a plan scans."""
+    own = {plan["Index Name"]} if "Index Name" in plan else set()
+    return own.union(*(indexes_used(child) for child in plan.get("Plans", [])))
+
+
+def test_claim__of_a_paused_queue_reads_no_job_row(postgres_only):
+    for _ in range(300):
+        make_job()
+    QueuePause.objects.create(queue_name="default", paused_at=timezone.now())
+
+    plan = explain_claim(["default"])
+
+    assert plan["Actual Rows"] == 0
+    assert rows_read(plan) == 0
 
 
 def test_record_successes__reads_only_the_rows_it_records(postgres_only):

@@ -60,7 +60,9 @@ def claim_with_orm(queues, limit, worker_id, token, job_id=None, successes=()):
         )
         if not ids:
             return [], recorded
-        jobs = Job.objects.filter(pk__in=ids, status=JobStatus.READY).update_returning(
+        # The UPDATE tests the pause again: it is the statement that decides.
+        claimable = Job.objects.filter(pk__in=ids, status=JobStatus.READY).unpaused()
+        jobs = claimable.update_returning(
             status=JobStatus.RUNNING,
             attempts=F("attempts") + 1,
             worker_ids=JSONAppend(F("worker_ids"), Value(worker_id)),
@@ -85,6 +87,9 @@ def claim_with_orm(queues, limit, worker_id, token, job_id=None, successes=()):
 #
 # Due times and leases are on the database's clock (`statement_timestamp()`,
 # as `DatabaseNow`), never a worker's.
+#
+# No job of a paused queue (a `jobs_queuepause` row) is picked: the claim
+# tests the pause itself, in its own snapshot (`UNPAUSED`).
 PICK_AND_CLAIM = """
 picked AS MATERIALIZED (
     SELECT id FROM jobs_job
@@ -111,26 +116,27 @@ picked AS MATERIALIZED (
 # a claim of one job by id must use the primary key instead.
 DUE_IN_ORDER = "status = 'READY'"
 DUE_BY_ID = "id = %(job_id)s AND (status = 'READY') IS TRUE"
+# Not paused. For one queue the test does not depend on the row, and
+# PostgreSQL runs it once before the scan: a paused queue costs its worker
+# no scan at all. Otherwise the paused queues are read once and each row's
+# queue is tested against them (no join: the claim's plan stays as it was).
+UNPAUSED_ONE = (
+    " AND queue_name = %(queue)s AND NOT EXISTS ("
+    "SELECT 1 FROM jobs_queuepause AS pause WHERE pause.queue_name = %(queue)s)"
+)
+UNPAUSED = " AND queue_name <> ALL(ARRAY(SELECT queue_name FROM jobs_queuepause))"
 CLAIM = "".join(["WITH ", PICK_AND_CLAIM, "SELECT * FROM claimed"])
 
 
 def claim_with_sql(queues, limit, worker_id, token, job_id=None, successes=()):
     """The claim as one statement, which records `successes` too."""
-    filters = ""
-    params = {
+    filters, params = queue_filters(queues)
+    params |= {
         "limit": limit,
         "worker_id": worker_id,
         "token": token,
         "lease_seconds": float(lease_seconds()),
     }
-    if queues is not None and len(queues) == 1:
-        # `=` lets the claim index return rows in order; `= ANY(...)` makes
-        # PostgreSQL read and sort every due row.
-        filters += " AND queue_name = %(queue)s"
-        params["queue"] = next(iter(queues))
-    elif queues is not None:
-        filters += " AND queue_name = ANY(%(queues)s)"
-        params["queues"] = list(queues)
     by_id = job_id is not None
     if by_id:
         params["job_id"] = job_id
@@ -146,6 +152,18 @@ def claim_with_sql(queues, limit, worker_id, token, job_id=None, successes=()):
     recorded = dict(zip(ids or (), statuses or (), strict=True))
     claimed = [row[2:] for row in rows if row[2] is not None]
     return jobs_from(claimed, connection), recorded
+
+
+def queue_filters(queues):
+    """Return the claim's conditions on the queue for `queues` (None: any),
+    and their parameters."""
+    if queues is not None and len(queues) == 1:
+        # `=` lets the claim index return rows in order; `= ANY(...)` makes
+        # PostgreSQL read and sort every due row.
+        return UNPAUSED_ONE, {"queue": next(iter(queues))}
+    if queues is not None:
+        return " AND queue_name = ANY(%(queues)s)" + UNPAUSED, {"queues": list(queues)}
+    return UNPAUSED, {}
 
 
 @cache

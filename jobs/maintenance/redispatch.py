@@ -45,12 +45,13 @@ def redispatch(page_size=500, batches=10):
 
     Only rows due for longer than JOB_REDISPATCH_GRACE_SECONDS are looked at,
     and only those whose RQ job Redis no longer holds, or holds ended, are
-    pushed.
+    pushed. Jobs of paused queues are not: an `rqworker` would only end
+    their RQ job again (resuming pushes them).
     """
     if not rq_push.redis_enabled():
         return []
     grace = timedelta(seconds=conf.get("JOB_REDISPATCH_GRACE_SECONDS"))
-    due = Job.objects.due(timezone.now() - grace)
+    due = Job.objects.due(timezone.now() - grace).unpaused()
     lost = []
     for _ in range(batches):
         waiting = redispatch_cursor.page(due, page_size)

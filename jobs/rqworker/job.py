@@ -73,11 +73,18 @@ def claim(job_id):
 
 
 def skip(job_id):
-    """Leave a job that is not claimable; push it again if it is only early."""
+    """Leave a job that is not claimable; push it again if it is only early.
+
+    A job of a paused queue stays READY, and its RQ job ends: resuming the
+    queue pushes it again (`core.pausing.ring_waiting`).
+    """
     early = Job.objects.delayed(DatabaseNow()).filter(pk=job_id).first()
     if early is not None:
         rq_push.push([early])
         logger.info("job %s is not due yet; scheduled again", job_id)
         return "rescheduled"
+    if Job.objects.ready().paused().filter(pk=job_id).exists():
+        logger.info("job %s waits: its queue is paused", job_id)
+        return "paused"
     logger.info("job %s is not waiting (taken, finished or cancelled)", job_id)
     return "skipped"

@@ -5,7 +5,8 @@ cancel transitions of `jobs.core.interventions`, each behind its own permission.
 
 This module registers the console and wires its parts together: the list's
 filters (`admin_filters`), its capped count and id search (`admin_listing`),
-the columns and job page (`admin_display`), retry and cancel (`admin_actions`).
+the columns and job page (`admin_display`), retry and cancel (`admin_actions`),
+pausing queues from the dashboard (`admin_pauses`).
 """
 
 from django.contrib import admin
@@ -19,10 +20,11 @@ from .admin_actions import JobActions
 from .admin_display import JobColumns, JobPageFields
 from .admin_filters import QueueFilter, StatusFilter, TaskFilter
 from .admin_listing import CappedPaginator, id_prefix_range, tasks_matching
+from .admin_pauses import QueuePauses
 
 
 @admin.register(Job)
-class JobAdmin(JobActions, JobColumns, JobPageFields, admin.ModelAdmin):
+class JobAdmin(QueuePauses, JobActions, JobColumns, JobPageFields, admin.ModelAdmin):
     list_display = [
         "short_id",
         "task_name",
@@ -109,6 +111,7 @@ class JobAdmin(JobActions, JobColumns, JobPageFields, admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("dashboard/", view(self.dashboard_view), name="jobs_job_dashboard"),
+            *self.pause_urls(),
             path(
                 "<path:object_id>/retry/",
                 view(self.retry_view),
@@ -129,6 +132,7 @@ class JobAdmin(JobActions, JobColumns, JobPageFields, admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Queue dashboard",
+            "can_pause": self.has_pause_permission(request),
             **dashboard.snapshot(),
         }
         fragment = request.GET.get("fragment") == "1"

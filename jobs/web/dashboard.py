@@ -7,7 +7,7 @@ from django.db.models import Count
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from ..models import BUCKETS, Job, JobStatus, WorkerProcess, bucket_filters
+from ..models import BUCKETS, Job, JobStatus, QueuePause, WorkerProcess, bucket_filters
 
 CHART_MINUTES = 60
 CHART_WIDTH, CHART_HEIGHT = 600, 160
@@ -26,7 +26,8 @@ def snapshot(now=None):
 
 
 def queue_rows(now):
-    """Count jobs per queue and bucket; configured queues show even when empty."""
+    """Count jobs per queue and bucket, and say which are paused; configured
+    and paused queues show even when empty."""
     counts = {
         row["queue_name"]: row
         for row in Job.objects.values("queue_name")
@@ -38,10 +39,15 @@ def queue_rows(now):
         )
         .order_by()
     }
-    names = sorted({*getattr(settings, "JOB_QUEUES", ["default"]), *counts})
+    paused = {pause.queue_name: pause for pause in QueuePause.objects.all()}
+    names = sorted({*getattr(settings, "JOB_QUEUES", ["default"]), *counts, *paused})
     empty = dict.fromkeys(BUCKETS, 0)
     return [
-        {"name": name, "counts": [counts.get(name, empty)[b] for b in BUCKETS]}
+        {
+            "name": name,
+            "counts": [counts.get(name, empty)[b] for b in BUCKETS],
+            "paused": paused.get(name),
+        }
         for name in names
     ]
 
