@@ -5,7 +5,8 @@ cancel transitions of `jobs.core.interventions`, each behind its own permission.
 
 This module registers the console and wires its parts together: the list's
 filters (`admin_filters`), its capped count and id search (`admin_listing`),
-the columns and job page (`admin_display`), retry and cancel (`admin_actions`).
+the columns and job page (`admin_display`), retry and cancel (`admin_actions`),
+the schedules page of recurring jobs (`admin_schedules`).
 """
 
 from django.contrib import admin
@@ -19,10 +20,11 @@ from .admin_actions import JobActions
 from .admin_display import JobColumns, JobPageFields
 from .admin_filters import QueueFilter, StatusFilter, TaskFilter
 from .admin_listing import CappedPaginator, id_prefix_range, tasks_matching
+from .admin_schedules import ScheduleViews
 
 
 @admin.register(Job)
-class JobAdmin(JobActions, JobColumns, JobPageFields, admin.ModelAdmin):
+class JobAdmin(JobActions, ScheduleViews, JobColumns, JobPageFields, admin.ModelAdmin):
     list_display = [
         "short_id",
         "task_name",
@@ -103,12 +105,13 @@ class JobAdmin(JobActions, JobColumns, JobPageFields, admin.ModelAdmin):
             return queryset.filter(pk__range=ids), False
         return queryset.of_tasks(tasks_matching(search_term)), False
 
-    # --- Extra pages: the job page's buttons and the dashboard ------------
+    # --- Extra pages: the job page's buttons, the dashboard, schedules ----
 
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
             path("dashboard/", view(self.dashboard_view), name="jobs_job_dashboard"),
+            *self.schedule_urls(),
             path(
                 "<path:object_id>/retry/",
                 view(self.retry_view),
