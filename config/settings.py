@@ -6,6 +6,7 @@ DJANGO_ENV=production (or DEBUG=0) and real values for SECRET_KEY and
 ALLOWED_HOSTS.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -43,6 +44,14 @@ def env_int(name, default):
 
 def env_str(name, default):
     return os.environ.get(name, "").strip() or default
+
+
+def env_json(name, default):
+    value = os.environ.get(name, "")
+    try:
+        return json.loads(value) if value.strip() else default
+    except ValueError as e:
+        raise ImproperlyConfigured(f"{name} must be JSON: {e}.") from None
 
 
 def env_float(name, default):
@@ -171,6 +180,8 @@ TASKS = {
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # With REDIS_URL set, each queue is pushed to RQ in three priority bands.
 RQ_QUEUES = rq_queues(REDIS_URL, JOB_QUEUES) if REDIS_URL else {}
+# Recurring jobs by name (README, "Recurring jobs"); JSON in the environment.
+JOB_SCHEDULES = env_json("JOB_SCHEDULES", {})
 RQ = {"WORKER_CLASS": "jobs.rqworker.workers.JobsWorker"}
 # Every other JOB_* setting has its default in one table, jobs.conf.DEFAULTS;
 # the environment overrides it, read as the default's type.

@@ -7,4 +7,5 @@ class JobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from . import checks  # noqa: F401 (registers the system checks)
         from .web import admin  # noqa: F401 (registers the job console)

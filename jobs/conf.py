@@ -23,6 +23,8 @@ DEFAULTS = {
     # rows pass this many plus a tenth of its live rows (0: leave it to
     # autovacuum).
     "JOB_VACUUM_DEAD_ROWS": 20_000,
+    # A schedule with `catch_up: False` skips a time not enqueued this soon.
+    "JOB_SCHEDULE_GRACE_SECONDS": 60.0,
     "JOB_REDISPATCH_GRACE_SECONDS": 15.0,
     "JOB_REDIS_RETRY_SECONDS": 5.0,
     # Push to RQ from a thread after commit, not in the committing thread.

@@ -393,3 +393,54 @@ class QueuePause(models.Model):
 def on_postgresql():
     """Say whether jobs live on PostgreSQL (LISTEN/NOTIFY, the SQL fast path)."""
     return connections[Job.objects.db].vendor == "postgresql"
+
+
+class ScheduleState(models.Model):
+    """What the database keeps of a schedule declared in JOB_SCHEDULES: whether
+    it is paused, and from when its scheduled times count. Settings declare
+    schedules; this row outlives restarts and deploys."""
+
+    name = models.CharField(primary_key=True, max_length=100)
+    # Paused: workers enqueue none of its times; resuming moves `counts_from`.
+    paused = models.BooleanField(default=False)
+    # Scheduled times before this are never enqueued: when a worker first saw
+    # the schedule, or when it was last resumed (no catch-up of a pause).
+    counts_from = models.DateTimeField()
+
+    class Meta:
+        permissions = [
+            ("manage_schedule", "Can pause, resume and run schedules now"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({'paused' if self.paused else 'active'})"
+
+
+class ScheduledRun(models.Model):
+    """A job a schedule enqueued. At most one row per (schedule, scheduled
+    time): the worker whose INSERT wins enqueues that time, the others do
+    nothing. A run-now has no scheduled time (NULLs never collide)."""
+
+    schedule = models.CharField(max_length=100)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(default=timezone.now)
+    # Who enqueued it: a worker id, or the admin user of a run-now.
+    enqueued_by = models.CharField(max_length=150, blank=True, default="")
+    # Not a foreign key: pruning a finished job leaves its run in the history.
+    job_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["schedule", "scheduled_at"], name="jobs_scheduledrun_once"
+            ),
+        ]
+        indexes = [
+            # A schedule's newest run (its last job, in the console).
+            models.Index(
+                F("schedule"), F("enqueued_at").desc(), name="jobs_scheduledrun_last"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.schedule} at {self.scheduled_at or 'run now'}"

@@ -11,11 +11,13 @@ writes the same guard in `hot_path`.
 
 from datetime import timedelta
 
+from django.db import connections
 from django.db.models import Case, DateTimeField, ExpressionWrapper, Q, Value, When
+from django.utils import timezone
 
 from .. import conf
 from ..expressions import DatabaseNow
-from ..models import Job, JobStatus
+from ..models import Job, JobStatus, on_postgresql
 
 
 def held(jobs):
@@ -42,6 +44,16 @@ def group_by_token(jobs):
 
 def lease_seconds():
     return conf.get("JOB_LEASE_SECONDS")
+
+
+def database_now():
+    """Read the database's clock now, as `DatabaseNow` does in a statement
+    (SQLite: this host's clock)."""
+    if not on_postgresql():
+        return timezone.now()
+    with connections[Job.objects.db].cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]
 
 
 def db_now_plus(seconds):

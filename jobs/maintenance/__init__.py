@@ -1,15 +1,17 @@
 """Maintenance duties, run by the workers themselves, one process at a time.
 
 One module per duty: `rescue`, `redispatch`, `dead_workers`, `prune`,
-`vacuum`. Workers
-call `run_due_duties` on a timer; it runs every duty if this process holds
-the leader lock (`leader`), so with many workers one does the work at a time.
+`vacuum`, `recurring`. Workers call `run_due_duties` on a timer; it runs
+every duty of `DUTIES` if this process holds the leader lock (`leader`), so
+with many workers one does the work at a time. The duties of `EVERY_WORKER`
+run in every worker, lock or not: the database itself lets one of them win
+(`recurring`: the unique scheduled time).
 """
 
 import logging
 
 from .. import conf
-from . import dead_workers, prune, redispatch, rescue, vacuum
+from . import dead_workers, prune, recurring, redispatch, rescue, vacuum
 from .leader import MAINTENANCE, take_leader_lock
 
 logger = logging.getLogger("jobs.maintenance")
@@ -23,14 +25,25 @@ DUTIES = [
 ]
 
 
+# Each is called with the worker's id; none relies on the leader lock.
+EVERY_WORKER = [recurring.enqueue_due]
+
+
 def run_due_duties(holder):
-    """Run every duty if this process holds the maintenance leader lock."""
+    """Run the duties of every worker, then every duty of `DUTIES` if this
+    process holds the maintenance leader lock; say whether it held it."""
+    for duty in EVERY_WORKER:
+        run_duty(duty, holder)
     seconds = conf.get("JOB_MAINTENANCE_SECONDS") * 2
     if not take_leader_lock(MAINTENANCE, holder, seconds):
         return False
     for duty in DUTIES:
-        try:
-            duty()
-        except Exception as e:  # one failing duty must not stop the others
-            logger.error("maintenance duty %s failed: %s", duty.__name__, e)
+        run_duty(duty)
     return True
+
+
+def run_duty(duty, *args):
+    try:
+        duty(*args)
+    except Exception as e:  # one failing duty must not stop the others
+        logger.error("maintenance duty %s failed: %s", duty.__name__, e)

@@ -6,7 +6,8 @@ cancel transitions of `jobs.core.interventions`, each behind its own permission.
 This module registers the console and wires its parts together: the list's
 filters (`admin_filters`), its capped count and id search (`admin_listing`),
 the columns and job page (`admin_display`), retry and cancel (`admin_actions`),
-pausing queues from the dashboard (`admin_pauses`).
+pausing queues from the dashboard (`admin_pauses`), the schedules page of
+recurring jobs (`admin_schedules`).
 """
 
 from django.contrib import admin
@@ -21,10 +22,13 @@ from .admin_display import JobColumns, JobPageFields
 from .admin_filters import QueueFilter, StatusFilter, TaskFilter
 from .admin_listing import CappedPaginator, id_prefix_range, tasks_matching
 from .admin_pauses import QueuePauses
+from .admin_schedules import ScheduleViews
 
 
 @admin.register(Job)
-class JobAdmin(QueuePauses, JobActions, JobColumns, JobPageFields, admin.ModelAdmin):
+class JobAdmin(
+    QueuePauses, JobActions, ScheduleViews, JobColumns, JobPageFields, admin.ModelAdmin
+):
     list_display = [
         "short_id",
         "task_name",
@@ -105,13 +109,14 @@ class JobAdmin(QueuePauses, JobActions, JobColumns, JobPageFields, admin.ModelAd
             return queryset.filter(pk__range=ids), False
         return queryset.of_tasks(tasks_matching(search_term)), False
 
-    # --- Extra pages: the job page's buttons and the dashboard ------------
+    # --- Extra pages: the job page's buttons, the dashboard, schedules ----
 
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
             path("dashboard/", view(self.dashboard_view), name="jobs_job_dashboard"),
             *self.pause_urls(),
+            *self.schedule_urls(),
             path(
                 "<path:object_id>/retry/",
                 view(self.retry_view),

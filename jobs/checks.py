@@ -1,0 +1,17 @@
+"""System checks (`manage.py check`, and every worker command as it starts):
+a schedule of JOB_SCHEDULES that cannot run is an error naming it."""
+
+from django.core import checks
+
+from .core import cron
+
+
+@checks.register()
+def check_schedules(app_configs, **kwargs):
+    """Report each schedule whose keys, cron, time zone, task or options are
+    wrong (ids jobs.E021 to jobs.E027)."""
+    _, errors = cron.declared()
+    return [
+        checks.Error(str(error), id=error.check_id, obj="JOB_SCHEDULES")
+        for error in errors
+    ]
