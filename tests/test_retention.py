@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from jobs.core import interventions
 from jobs.maintenance import prune as pruning
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, ScheduledRun
 
 from .helpers import make_job
 
@@ -96,3 +96,29 @@ def test_prune__keeps_a_job_an_admin_retried_after_the_ids_were_read(rows, monke
 
     old.refresh_from_db()
     assert old.status == JobStatus.READY
+
+
+def test_schedule_history__pruned_past_the_failed_retention_but_each_newest_run(
+    settings,
+):
+    settings.JOB_FAILED_CLEANUP_AGE = 7 * 86_400_000  # one week
+    now = timezone.now()
+
+    def run(schedule, age):
+        return ScheduledRun.objects.create(
+            schedule=schedule, scheduled_at=now - age, enqueued_at=now - age
+        )
+
+    old = [run("hourly", 9 * DAY), run("hourly", 8 * DAY)]
+    recent = run("hourly", DAY)
+    newest_of_stopped = run("stopped", 30 * DAY)  # nothing newer: stays
+    older_of_stopped = run("stopped", 31 * DAY)
+    run_now = ScheduledRun.objects.create(
+        schedule="hourly", scheduled_at=None, enqueued_at=now - 10 * DAY
+    )
+
+    assert pruning.prune_schedule_history(batch_size=2) == 4
+
+    kept = set(ScheduledRun.objects.values_list("pk", flat=True))
+    assert kept == {recent.pk, newest_of_stopped.pk}
+    assert not kept & {r.pk for r in [*old, older_of_stopped, run_now]}

@@ -21,6 +21,7 @@ DUTIES = [
     redispatch.redispatch,
     dead_workers.forget_dead_workers,
     prune.prune,
+    prune.prune_schedule_history,
     vacuum.vacuum_when_dead_rows_pile_up,
 ]
 
