@@ -32,8 +32,22 @@ class JobTask(Task):
     max_attempts: int | None = None  # None: JOB_MAX_ATTEMPTS
     backoff_base: float | None = None  # seconds; None: JOB_BACKOFF_BASE_SECONDS
     timeout: float | None = None  # seconds a run may take; None: no limit
+    # At most `concurrency_limit` jobs of the same key run at once. The key
+    # is formatted from each call's keyword arguments ("customer:{id}");
+    # None with a limit: one key for the task (its path). `core.concurrency`.
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
-    def using(self, *, max_attempts=None, backoff_base=None, timeout=None, **kwargs):
+    def using(
+        self,
+        *,
+        max_attempts=None,
+        backoff_base=None,
+        timeout=None,
+        concurrency_key=None,
+        concurrency_limit=None,
+        **kwargs,
+    ):
         """Create a new task with modified defaults, our options included."""
         # Zero-argument super() does not work in a slotted dataclass.
         task = Task.using(self, **kwargs)
@@ -41,6 +55,8 @@ class JobTask(Task):
             "max_attempts": max_attempts,
             "backoff_base": backoff_base,
             "timeout": timeout,
+            "concurrency_key": concurrency_key,
+            "concurrency_limit": concurrency_limit,
         }
         changes = {name: value for name, value in options.items() if value is not None}
         return replace(task, **changes) if changes else task
