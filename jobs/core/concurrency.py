@@ -98,12 +98,6 @@ def key_of(task, kwargs):
     return key
 
 
-def full_keys(keys):
-    """Return the keys among `keys` whose slots are all taken: as many of
-    their jobs are RUNNING as the limit of their next waiting job allows."""
-    return {key for key in set(keys) - {""} if not waiting_for([key])}
-
-
 def waiting_for(keys):
     """Return the due READY jobs of `keys` that their free slots let run next,
     in priority then enqueue order: for each key, as many as its next
