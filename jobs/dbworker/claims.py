@@ -63,16 +63,20 @@ class Claims:
             wanted = min(wanted, self.max_jobs - self.stats.claimed)
         if wanted <= 0:
             return 0, 0
-        # Keyed jobs first, and only for threads free now: one claimed
-        # ahead would hold a slot of its key while it waits for a thread.
-        jobs = self._claim_keyed(min(wanted, free - buffered))
-        if len(jobs) < wanted:
-            jobs += hot_path.claim(
-                self.queues, wanted - len(jobs), self.worker_id, self._token()
+        # Keyed jobs first, for the threads free now (at least one, so a
+        # stream of jobs without a key cannot starve them), and taken first:
+        # one claimed ahead would hold a slot of its key while it waits.
+        keyed = self._claim_keyed(min(wanted, max(free - buffered, 1)))
+        claimed_at = time.monotonic()
+        self.exchange.put(keyed, claimed_at, first=True)
+        jobs = []
+        if len(keyed) < wanted:
+            jobs = hot_path.claim(
+                self.queues, wanted - len(keyed), self.worker_id, self._token()
             )
-        self.exchange.put(jobs, claimed_at=time.monotonic())
-        self.stats.claimed += len(jobs)
-        return len(jobs), wanted
+            self.exchange.put(jobs, claimed_at)
+        self.stats.claimed += len(keyed) + len(jobs)
+        return len(keyed) + len(jobs), wanted
 
     def _token(self):
         return f"{self.worker_id}:{next(self._tokens)}"
