@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.json import normalize_json
 
 from . import conf
-from .core import hot_path, uniqueness
+from .core import concurrency, hot_path, uniqueness
 from .core.tasks import JobTask, new_task_result, task_result
 from .exceptions import InvalidTaskArguments, JobQueueDisabled
 from .log import log_enabled, log_event
@@ -83,6 +83,8 @@ class JobsBackend(BaseTaskBackend):
             ):
                 raise InvalidTask(f"{option} must be a number of seconds above 0.")
         uniqueness.check_options(task)
+        if isinstance(task, JobTask):
+            concurrency.validate(task)
 
     def enqueue(self, task, args, kwargs):
         refuse_when_disabled(task)
@@ -133,8 +135,9 @@ class JobsBackend(BaseTaskBackend):
                 results[holder.pk] = task_result(holder, self.alias)
         return [results[holder.pk] for holder in holders]
 
-    def _new_job(self, task, args, kwargs, now):
+    def _new_job(self, task, args, kwargs, now, with_key=True):
         args, kwargs = json_arguments(task, args, kwargs)
+        key = concurrency.key_of(task, kwargs) if with_key else ""
         return Job(
             task_path=task.module_path,
             queue_name=task.queue_name,
@@ -145,6 +148,8 @@ class JobsBackend(BaseTaskBackend):
             or conf.get("JOB_MAX_ATTEMPTS"),
             timeout=getattr(task, "timeout", None),
             backoff_base=getattr(task, "backoff_base", None),
+            concurrency_key=key,
+            concurrency_limit=getattr(task, "concurrency_limit", None),
             enqueued_at=now,
             run_after=task.run_after or now,
         )
@@ -157,7 +162,9 @@ class JobsBackend(BaseTaskBackend):
         builds a row it reads, without `Model.__init__` and its pre_init and
         post_init signals: a third of a bulk enqueue's time.
         """
-        template = self._new_job(task, (), {}, now)
+        # The key is worked out per call; the template is no call.
+        template = self._new_job(task, (), {}, now, with_key=False)
+        keyed = template.concurrency_limit is not None
         fields = Job._meta.concrete_fields
         shared = {field.attname: getattr(template, field.attname) for field in fields}
         fresh = [
@@ -178,6 +185,8 @@ class JobsBackend(BaseTaskBackend):
             for attname, default in fresh:
                 values[attname] = default()
             values["args"], values["kwargs"] = args, kwargs
+            if keyed:
+                values["concurrency_key"] = concurrency.key_of(task, kwargs)
             return job
 
         return make

@@ -113,9 +113,10 @@ class JobQuerySet(models.QuerySet):
         return self.ready().filter(run_after__gt=now or timezone.now())
 
     def claimable(self, queues=None, now=None):
-        """Select due jobs of `queues` (None: all) that are not paused, in the
-        order workers take them."""
-        due = self.due(now).unpaused()
+        """Select due jobs of `queues` (None: all) that are not paused and have
+        no concurrency key, in the order workers take them (keyed jobs:
+        `core.concurrency`)."""
+        due = self.due(now).unpaused().filter(concurrency_key="")
         if queues is not None:
             due = due.filter(queue_name__in=queues)
         return due.order_by("-priority", "run_after")
@@ -141,7 +142,7 @@ class JobQuerySet(models.QuerySet):
         """Count jobs per bucket: waiting, delayed, active, completed, failed.
 
         One COUNT per bucket, each with a status filter an index serves
-        (`jobs_job_claim` for READY, `jobs_job_lease` for RUNNING,
+        (`jobs_job_claim_by_key` for READY, `jobs_job_lease` for RUNNING,
         `jobs_job_status` for the finished states). Finished buckets, which
         grow to millions of rows, are counted exactly up to `exact_up_to`
         rows and estimated by the query planner beyond; `estimated` names them.
@@ -228,6 +229,10 @@ class Job(models.Model):
     # JOB_BACKOFF_BASE_SECONDS.
     timeout = models.FloatField(null=True, blank=True)
     backoff_base = models.FloatField(null=True, blank=True)
+    # At most `concurrency_limit` jobs with the same non-empty
+    # `concurrency_key` are RUNNING at once (`core.concurrency`); "": no limit.
+    concurrency_key = models.CharField(max_length=255, blank=True, default="")
+    concurrency_limit = models.IntegerField(null=True, blank=True)  # >= 1 (enqueue)
 
     enqueued_at = models.DateTimeField(default=timezone.now)
     run_after = models.DateTimeField(default=timezone.now)
@@ -262,13 +267,23 @@ class Job(models.Model):
             ("cancel_job", "Can cancel jobs"),
         ]
         indexes = [
-            # The claim: due READY rows of a queue, highest priority first.
+            # The claim: due READY rows of a queue, highest priority first;
+            # those without a concurrency key (the key "") apart from each
+            # key's, so neither claim walks over the other's rows.
             models.Index(
+                F("concurrency_key"),
                 F("queue_name"),
                 F("priority").desc(),
                 F("run_after"),
                 condition=Q(status="READY"),
-                name="jobs_job_claim",
+                name="jobs_job_claim_by_key",
+            ),
+            # The RUNNING rows of a concurrency key: the slots taken. Rows
+            # without a key write no entry here.
+            models.Index(
+                F("concurrency_key"),
+                condition=Q(status="RUNNING", concurrency_key__gt=""),
+                name="jobs_job_running_key",
             ),
             # The rescuer: RUNNING rows by lease expiry.
             models.Index(

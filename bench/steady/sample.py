@@ -5,7 +5,7 @@ read from the worker's memory.
 
 Every count below is answered by one of the table's indexes
 (`jobs_job_enqueued`, `jobs_job_status` on status + finished_at, the
-partial `jobs_job_claim`), so sampling adds no sequential scan of its own.
+partial `jobs_job_claim_by_key`), so sampling adds no sequential scan of its own.
 """
 
 import os

@@ -62,16 +62,21 @@ def claim_with_orm(queues, limit, worker_id, token, job_id=None, successes=()):
             return [], recorded
         # The UPDATE tests the pause again: it is the statement that decides.
         claimable = Job.objects.filter(pk__in=ids, status=JobStatus.READY).unpaused()
-        jobs = claimable.update_returning(
-            status=JobStatus.RUNNING,
-            attempts=F("attempts") + 1,
-            worker_ids=JSONAppend(F("worker_ids"), Value(worker_id)),
-            started_at=Coalesce(F("started_at"), DatabaseNow()),
-            last_attempted_at=DatabaseNow(),
-            lease_token=token,
-            lease_expires_at=lease_expiry(),
-        )
+        jobs = claimable.update_returning(**claimed_values(worker_id, token))
     return jobs, recorded
+
+
+def claimed_values(worker_id, token):
+    """What a claim writes to each row it takes (the ORM form)."""
+    return {
+        "status": JobStatus.RUNNING,
+        "attempts": F("attempts") + 1,
+        "worker_ids": JSONAppend(F("worker_ids"), Value(worker_id)),
+        "started_at": Coalesce(F("started_at"), DatabaseNow()),
+        "last_attempted_at": DatabaseNow(),
+        "lease_token": token,
+        "lease_expires_at": lease_expiry(),
+    }
 
 
 # Lock up to `limit` due rows, skipping rows other claimers hold, and move
@@ -112,10 +117,12 @@ picked AS MATERIALIZED (
     RETURNING {columns}
 )
 """
-# The claim index answers `status = 'READY'` in queue and priority order;
-# a claim of one job by id must use the primary key instead.
-DUE_IN_ORDER = "status = 'READY'"
-DUE_BY_ID = "id = %(job_id)s AND (status = 'READY') IS TRUE"
+# The claim index answers `status = 'READY'` in queue and priority order,
+# the rows without a concurrency key (the key '') apart from keyed ones,
+# which only `claim_keyed` takes; a claim of one job by id must use the
+# primary key instead.
+DUE_IN_ORDER = "status = 'READY' AND concurrency_key = ''"
+DUE_BY_ID = "id = %(job_id)s AND (status = 'READY') IS TRUE AND concurrency_key = ''"
 # Not paused. For one queue the test does not depend on the row, and
 # PostgreSQL runs it once before the scan: a paused queue costs its worker
 # no scan at all. Otherwise the paused queues are read once and each row's
@@ -130,13 +137,7 @@ CLAIM = "".join(["WITH ", PICK_AND_CLAIM, "SELECT * FROM claimed"])
 
 def claim_with_sql(queues, limit, worker_id, token, job_id=None, successes=()):
     """The claim as one statement, which records `successes` too."""
-    filters, params = queue_filters(queues)
-    params |= {
-        "limit": limit,
-        "worker_id": worker_id,
-        "token": token,
-        "lease_seconds": float(lease_seconds()),
-    }
+    filters, params = claim_filters(queues, limit, worker_id, token)
     by_id = job_id is not None
     if by_id:
         params["job_id"] = job_id
@@ -166,6 +167,18 @@ def queue_filters(queues):
     return UNPAUSED, {}
 
 
+def claim_filters(queues, limit, worker_id, token):
+    """The queue conditions of a claim statement, and its parameters."""
+    filters, params = queue_filters(queues)
+    params |= {
+        "limit": limit,
+        "worker_id": worker_id,
+        "token": token,
+        "lease_seconds": float(lease_seconds()),
+    }
+    return filters, params
+
+
 @cache
 def claim_sql(filters, by_id, done=None):
     """The claim statement; with `done` (a `done_kind`) it records runs too."""
@@ -176,6 +189,162 @@ def claim_sql(filters, by_id, done=None):
     return CLAIM_AFTER_SUCCESSES.format(
         due=due, filters=filters, columns=columns, no_flush="", **DONE[done]
     )
+
+
+# -- Claim keyed jobs: READY -> RUNNING while their key has a free slot -------
+#
+# A job with a concurrency key runs only while fewer than its limit of jobs
+# with that key are RUNNING: the slots taken are counted from the rows
+# every time, never kept in a counter, so a job leaving RUNNING in any way
+# (recorded, rescued, released) frees its slot at once. Two claimers of a
+# key must never both see the same free slot, so each claim first takes a
+# lock per key and only then counts, in a new statement: under READ
+# COMMITTED a statement sees what was committed when it started, so a count
+# in the statement that waited for the lock could miss the claim committed
+# by the claimer it waited for. On PostgreSQL the lock is a transaction-
+# scoped advisory lock (safe behind a pooler in transaction mode: nothing
+# outlives the transaction); on SQLite the write lock every claim
+# transaction takes as it begins (`transaction_mode` IMMEDIATE) serializes
+# every claimer at once.
+
+
+def claim_keyed(queues, limit, worker_id, token, job_id=None):
+    """Claim up to `limit` due jobs of `queues` (None: any) that have a
+    concurrency key, as many of each key as its free slots allow, in
+    priority then enqueue order; with `job_id`, that job if its key has a
+    free slot. Returns the claimed jobs, highest priority first (as `claim`).
+    """
+    form = claim_keyed_with_sql if on_postgresql() else claim_keyed_with_orm
+    jobs = form(queues, limit, worker_id, token, job_id)
+    jobs.sort(key=lambda job: (-job.priority, job.run_after))
+    return jobs
+
+
+def claim_keyed_with_orm(queues, limit, worker_id, token, job_id=None):
+    """The keyed claim as the ORM writes it, for SQLite: every statement
+    runs under the write lock its transaction took as it began."""
+    due = Job.objects.due(DatabaseNow()).unpaused().filter(concurrency_key__gt="")
+    if queues is not None:
+        due = due.filter(queue_name__in=queues)
+    if job_id is not None:
+        due = due.filter(pk=job_id)
+    with transaction.atomic(using=Job.objects.db):
+        keys = set(due.values_list("concurrency_key", flat=True).distinct())
+        free = []  # (priority, run_after, id) of the jobs a slot awaits
+        for key in keys:
+            taken = Job.objects.filter(
+                status=JobStatus.RUNNING, concurrency_key=key
+            ).count()
+            ready = due.filter(concurrency_key=key).order_by("-priority", "run_after")
+            fields = ("priority", "run_after", "pk", "concurrency_limit")
+            for rank, row in enumerate(ready.values_list(*fields)[:limit], start=1):
+                if rank <= row[3] - taken:
+                    free.append(row[:3])
+        free.sort(key=lambda row: (-row[0], row[1]))
+        ids = [row[2] for row in free[:limit]]
+        if not ids:
+            return []
+        claimable = Job.objects.filter(pk__in=ids, status=JobStatus.READY).unpaused()
+        return claimable.update_returning(**claimed_values(worker_id, token))
+
+
+# The keys to claim from, locked: those of due jobs of the queues whose
+# running jobs leave a slot free (a hint, counted before the lock), at most
+# one key per job wanted, the keys of the best jobs first. The distinct keys
+# are read one index probe each (a loose scan of the claim index), however
+# many jobs wait per key. Locks are taken in one order, so two claimers
+# never wait for each other in a cycle.
+LOCK_KEYS = """
+WITH RECURSIVE keys(key) AS (
+    (SELECT concurrency_key FROM jobs_job
+        WHERE status = 'READY' AND concurrency_key > ''
+        ORDER BY concurrency_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT concurrency_key FROM jobs_job
+            WHERE status = 'READY' AND concurrency_key > keys.key
+            ORDER BY concurrency_key LIMIT 1)
+    FROM keys WHERE keys.key IS NOT NULL
+), free_keys AS (
+    SELECT keys.key FROM keys CROSS JOIN LATERAL (
+        SELECT priority, run_after, concurrency_limit FROM jobs_job
+        WHERE status = 'READY' AND concurrency_key = keys.key
+            AND run_after <= statement_timestamp() {filters}
+        ORDER BY priority DESC, run_after LIMIT 1
+    ) AS best
+    WHERE best.concurrency_limit > ({taken})
+    ORDER BY best.priority DESC, best.run_after
+    LIMIT %(limit)s
+)
+SELECT key, pg_advisory_xact_lock(hashtextextended(key, 0)) FROM (
+    SELECT key FROM free_keys ORDER BY hashtextextended(key, 0)
+) AS ordered
+"""
+# The key of the job `job_id`, locked, if it waits.
+LOCK_KEY_BY_ID = """
+SELECT concurrency_key, pg_advisory_xact_lock(hashtextextended(concurrency_key, 0))
+FROM jobs_job
+WHERE id = %(job_id)s AND (status = 'READY') IS TRUE AND concurrency_key > ''
+"""
+# The slots a key's RUNNING jobs take (`jobs_job_running_key`).
+TAKEN = """SELECT count(*) FROM jobs_job AS running
+        WHERE running.status = 'RUNNING' AND running.concurrency_key > ''
+            AND running.concurrency_key = {key}"""
+# The jobs of the locked keys that free slots let run: each key's due jobs
+# ranked in claim order, while the rank is within the limit less the slots
+# taken. The claim then takes them as any claim does (`PICK_AND_CLAIM`).
+FREE_SLOTS = """
+slots AS (
+    SELECT ready.id FROM unnest(%(keys)s::text[]) AS keys(key)
+    CROSS JOIN LATERAL ({taken}) AS running(taken)
+    CROSS JOIN LATERAL (
+        SELECT id, concurrency_limit,
+            row_number() OVER (ORDER BY priority DESC, run_after) AS rank
+        FROM jobs_job
+        WHERE status = 'READY' AND concurrency_key = keys.key
+            AND run_after <= statement_timestamp() {filters}
+        ORDER BY priority DESC, run_after
+        LIMIT %(limit)s
+    ) AS ready
+    WHERE ready.rank <= ready.concurrency_limit - running.taken
+),"""
+KEYED_IN_ORDER = "id IN (SELECT id FROM slots) AND (status = 'READY') IS TRUE"
+KEYED_BY_ID = f"""id = %(job_id)s AND (status = 'READY') IS TRUE
+        AND concurrency_key > ''
+        AND concurrency_limit > ({TAKEN.format(key="jobs_job.concurrency_key")})"""
+
+
+def claim_keyed_with_sql(queues, limit, worker_id, token, job_id=None):
+    """The keyed claim in two statements of one short transaction: lock the
+    keys, then count their slots and claim."""
+    filters, params = claim_filters(queues, limit, worker_id, token)
+    by_id = job_id is not None
+    if by_id:
+        params["job_id"] = job_id
+    connection = connections[Job.objects.db]
+    lock_sql, claim_sql = claim_keyed_sql(filters, by_id)
+    with transaction.atomic(using=connection.alias), bound_cursor(connection) as cursor:
+        cursor.execute(lock_sql, params)
+        keys = [row[0] for row in cursor.fetchall()]
+        if not keys:
+            return []
+        cursor.execute(claim_sql, params | {"keys": keys})
+        return jobs_from(cursor.fetchall(), connection)
+
+
+@cache
+def claim_keyed_sql(filters, by_id):
+    """The two statements of a keyed claim: lock the keys, claim."""
+    columns = ", ".join(f"job.{field.column}" for field in Job._meta.concrete_fields)
+    if by_id:
+        claim = "".join(["WITH ", PICK_AND_CLAIM, "SELECT * FROM claimed"])
+        return LOCK_KEY_BY_ID, claim.format(
+            due=KEYED_BY_ID, filters=filters, columns=columns
+        )
+    taken = TAKEN.format(key="keys.key")
+    lock = LOCK_KEYS.format(filters=filters, taken=taken)
+    slots = FREE_SLOTS.format(filters=filters, taken=taken)
+    claim = "".join(["WITH ", slots, PICK_AND_CLAIM, "SELECT * FROM claimed"])
+    return lock, claim.format(due=KEYED_IN_ORDER, filters=filters, columns=columns)
 
 
 # -- Record successes: RUNNING -> SUCCESSFUL -----------------------------------

@@ -10,7 +10,9 @@ from django.utils import timezone
 from ..exceptions import JobTimeout, TaskNotFound
 from ..log import log_event
 from ..models import JobStatus
-from . import execution
+from ..notify import doorbell
+from ..notify.rq_push import redis_enabled
+from . import concurrency, execution
 from .hot_path import claim_recording, record_successes
 from .tasks import (
     sender,
@@ -27,6 +29,7 @@ def claim_after(successes, queues, limit, worker_id, token, job_id=None):
     jobs, recorded = claim_recording(queues, limit, worker_id, token, job_id, successes)
     if successes:
         settle(successes, recorded)
+        ring_for_freed_slots(successes)
     return jobs
 
 
@@ -47,6 +50,18 @@ def finish(outcomes):
         outcome.settled = True
         if status is not None:
             announce(outcome, EVENTS[status])
+    ring_for_freed_slots(pending)
+
+
+def ring_for_freed_slots(outcomes):
+    """Push to RQ the jobs that the slots these runs freed let run next.
+
+    An `rqworker` leaves a job whose key is full READY and does not push it
+    again; only jobs with a concurrency key pay this statement.
+    """
+    keys = {o.job.concurrency_key for o in outcomes if o.job.concurrency_key}
+    if keys and redis_enabled():
+        doorbell.ring(concurrency.waiting_for(keys))
 
 
 def settle(successes, recorded):

@@ -39,6 +39,12 @@ class JobTask(Task):
     unique_for: float | None = None  # seconds after enqueue a finished job holds it
     unique_states: tuple[str, ...] | None = None  # None: uniqueness.states_of
 
+    # At most `concurrency_limit` jobs of the same key run at once. The key
+    # is formatted from each call's keyword arguments ("customer:{id}");
+    # None with a limit: one key for the task (its path). `core.concurrency`.
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+
     def __post_init__(self):
         Task.__post_init__(self)  # validates; super() fails in a slotted dataclass
         object.__setattr__(self, "unique_states", ordered_states(self.unique_states))
@@ -53,6 +59,8 @@ class JobTask(Task):
         unique_key=None,
         unique_for=None,
         unique_states=None,
+        concurrency_key=None,
+        concurrency_limit=None,
         **kwargs,
     ):
         """Create a new task with modified defaults, our options included.
@@ -70,6 +78,8 @@ class JobTask(Task):
             "unique_key": unique_key,
             "unique_for": unique_for,
             "unique_states": unique_states,
+            "concurrency_key": concurrency_key,
+            "concurrency_limit": concurrency_limit,
         }
         changes = {name: value for name, value in options.items() if value is not None}
         if unique is False:

@@ -13,8 +13,9 @@ class Acks:
     worker never waits with threads idle for want of a write.
     """
 
-    def __init__(self, exchange, stats, pace):
+    def __init__(self, exchange, stats, pace, slot_freed):
         self.exchange = exchange
+        self.slot_freed = slot_freed  # told when a keyed job was recorded
         self.stats = stats  # counts the recorded runs
         self.pace = pace  # told how long each run took
         self._unrecorded = []  # Outcomes collected, not yet written
@@ -33,6 +34,8 @@ class Acks:
         if not (force or due or full):
             return
         recording.finish(self._unrecorded)
+        if any(o.job.concurrency_key for o in self._unrecorded):
+            self.slot_freed()
         self.stats.finished += len(self._unrecorded)
         self._unrecorded = []
 

@@ -37,7 +37,7 @@ class Claims:
     long behind a busy worker while another is idle.
     """
 
-    def __init__(self, worker_id, queues, exchange, stats, pace, max_jobs):
+    def __init__(self, worker_id, queues, exchange, stats, pace, max_jobs, burst):
         self.worker_id = worker_id
         self.queues = queues
         self.exchange = exchange
@@ -47,6 +47,8 @@ class Claims:
         self.prefetch = conf.get("JOB_PREFETCH")
         self._tokens = count(1)
         self._held_too_long_after = None  # the run count when jobs went back
+        self.burst = burst  # a burst worker looks for keyed jobs every turn
+        self._keyed_at = 0.0  # monotonic time keyed jobs are looked for next
 
     def claim(self):
         """Claim a batch: the free threads, plus jobs to start soon after.
@@ -61,11 +63,43 @@ class Claims:
             wanted = min(wanted, self.max_jobs - self.stats.claimed)
         if wanted <= 0:
             return 0, 0
-        token = f"{self.worker_id}:{next(self._tokens)}"
-        jobs = hot_path.claim(self.queues, wanted, self.worker_id, token)
-        self.exchange.put(jobs, claimed_at=time.monotonic())
-        self.stats.claimed += len(jobs)
-        return len(jobs), wanted
+        # Keyed jobs first, for the threads free now (at least one, so a
+        # stream of jobs without a key cannot starve them), and taken first:
+        # one claimed ahead would hold a slot of its key while it waits.
+        keyed = self._claim_keyed(min(wanted, max(free - buffered, 1)))
+        claimed_at = time.monotonic()
+        self.exchange.put(keyed, claimed_at, first=True)
+        jobs = []
+        if len(keyed) < wanted:
+            jobs = hot_path.claim(
+                self.queues, wanted - len(keyed), self.worker_id, self._token()
+            )
+            self.exchange.put(jobs, claimed_at)
+        self.stats.claimed += len(keyed) + len(jobs)
+        return len(keyed) + len(jobs), wanted
+
+    def _token(self):
+        return f"{self.worker_id}:{next(self._tokens)}"
+
+    def _claim_keyed(self, room):
+        """Claim up to `room` jobs with a concurrency key, when keyed jobs may
+        be claimable: never in a loop while their keys are full (`slot_freed`)."""
+        now = time.monotonic()
+        if room <= 0 or (now < self._keyed_at and not self.burst):
+            return []
+        jobs = hot_path.claim_keyed(self.queues, room, self.worker_id, self._token())
+        logger.debug("keyed claim: %d of %d", len(jobs), room)
+        # All it asked for: more may wait. Fewer: every due keyed job was
+        # taken or waits for a slot; look again when one of ours frees a
+        # slot, or after a poll interval for slots freed elsewhere.
+        full = len(jobs) == room
+        self._keyed_at = now if full else now + conf.get("JOB_POLL_SECONDS")
+        return jobs
+
+    def slot_freed(self):
+        """A job with a concurrency key left RUNNING here: claim keyed jobs
+        at the next turn."""
+        self._keyed_at = 0.0
 
     def _ahead(self):
         """Count the jobs to claim beyond the free threads: as many as the

@@ -67,10 +67,15 @@ class Exchange:
 
     # --- The loop's side --------------------------------------------------
 
-    def put(self, jobs, claimed_at):
-        """Offer newly claimed `jobs` to the threads."""
+    def put(self, jobs, claimed_at, first=False):
+        """Offer newly claimed `jobs` to the threads (`first`: before the
+        jobs claimed earlier)."""
         with self.available:
-            self.buffer.extend((claimed_at, job) for job in jobs)
+            entries = [(claimed_at, job) for job in jobs]
+            if first:
+                self.buffer.extendleft(reversed(entries))
+            else:
+                self.buffer.extend(entries)
             self.refill_asked = False
             self.available.notify(len(jobs))
 

@@ -75,9 +75,15 @@ class Worker:
         self.flags = StopFlags(self.exchange)
         pace = Pace()
         self.claims = Claims(
-            self.worker_id, self.queues, self.exchange, self.stats, pace, self.max_jobs
+            self.worker_id,
+            self.queues,
+            self.exchange,
+            self.stats,
+            pace,
+            self.max_jobs,
+            self.burst,
         )
-        self.acks = Acks(self.exchange, self.stats, pace)
+        self.acks = Acks(self.exchange, self.stats, pace, self.claims.slot_freed)
         self.listener = Listener(self.queues, self.wake)
         self.leases = Leases(
             self.worker_id,

@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import conf
+from ..core import concurrency
 from ..models import Job
 from ..notify import rq_push
 
@@ -58,6 +59,18 @@ def redispatch(page_size=500, batches=10):
         lost += rq_push.missing_from_redis(waiting) if waiting else []
         if redispatch_cursor.after is None:
             break  # the walk reached the newest due row
+    lost = without_full_keys(lost)
     if lost and rq_push.push(lost):
         logger.warning("re-dispatched %d jobs that Redis did not hold", len(lost))
     return lost
+
+
+def without_full_keys(jobs):
+    """Leave out the jobs with a concurrency key that its free slots do not
+    let run next: their rqworker left them READY on purpose, and a job of
+    their key leaving RUNNING pushes them (`core.recording`)."""
+    keys = {job.concurrency_key for job in jobs if job.concurrency_key}
+    if not keys:
+        return jobs
+    runnable = {job.pk for job in concurrency.waiting_for(keys)}
+    return [job for job in jobs if not job.concurrency_key or job.pk in runnable]

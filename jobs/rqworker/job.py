@@ -9,7 +9,7 @@ import logging
 from functools import partial
 from uuid import UUID
 
-from ..core import execution, recording
+from ..core import execution, hot_path, recording
 from ..expressions import DatabaseNow
 from ..models import Job
 from ..notify import rq_push
@@ -46,7 +46,7 @@ def execute(job_id):
     handed_over = handover.handed_over
     if handed_over is not None and str(handed_over.job.pk) == job_id:
         return handed_over.run()
-    job = claim(job_id)
+    job = claim(job_id) or claim_keyed(job_id)
     if job is None:
         return skip(job_id)
     with lease_keeper.holding(job):
@@ -72,11 +72,22 @@ def claim(job_id):
     return claimed[0] if claimed else None
 
 
+def claim_keyed(job_id):
+    """Claim the job `job_id` if it has a concurrency key with a free slot;
+    return it, or None (no key, not waiting, or its key is full)."""
+    me = worker_id()
+    claimed = hot_path.claim_keyed(None, 1, me, f"{me}:{job_id}", job_id=job_id)
+    return claimed[0] if claimed else None
+
+
 def skip(job_id):
     """Leave a job that is not claimable; push it again if it is only early.
 
     A job of a paused queue stays READY, and its RQ job ends: resuming the
     queue pushes it again (`core.pausing.ring_waiting`).
+    A job waiting for a slot of its key stays READY, and is not pushed
+    again here: a job of its key leaving RUNNING pushes the next ones
+    (`recording`), and the re-dispatcher is the backstop.
     """
     early = Job.objects.delayed(DatabaseNow()).filter(pk=job_id).first()
     if early is not None:
@@ -86,5 +97,10 @@ def skip(job_id):
     if Job.objects.ready().paused().filter(pk=job_id).exists():
         logger.info("job %s waits: its queue is paused", job_id)
         return "paused"
+    keyed = Job.objects.due(DatabaseNow()).filter(pk=job_id, concurrency_key__gt="")
+    key = keyed.values_list("concurrency_key", flat=True).first()
+    if key is not None:
+        logger.info("job %s waits for a free slot of its key %r", job_id, key)
+        return "waiting"
     logger.info("job %s is not waiting (taken, finished or cancelled)", job_id)
     return "skipped"

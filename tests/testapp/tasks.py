@@ -10,7 +10,7 @@ from django.tasks import task
 
 from jobs.exceptions import JobCancelled, PermanentFailure
 
-from .models import Run
+from .models import Run, Span
 
 
 def record(key, attempt=0):
@@ -188,3 +188,23 @@ def corrupt_report_on_first_attempt(context, key):
         handover.handed_over.report.write("{not json")
         return
     record(key, context.attempt)
+
+
+@task(concurrency_key="customer:{customer_id}", concurrency_limit=2)
+def per_customer(customer_id, name, seconds):
+    """At most two at once per customer; its run's span is kept in `Span`."""
+    span = Span.objects.create(
+        name=name, group=str(customer_id), started_at=time.time(), pid=os.getpid()
+    )
+    threading.Event().wait(seconds)
+    Span.objects.filter(pk=span.pk).update(finished_at=time.time())
+    return name
+
+
+@task(concurrency_limit=1)
+def one_at_a_time(name, seconds):
+    """One key for the task (its path): never two at once."""
+    span = Span.objects.create(name=name, started_at=time.time(), pid=os.getpid())
+    threading.Event().wait(seconds)
+    Span.objects.filter(pk=span.pk).update(finished_at=time.time())
+    return name
