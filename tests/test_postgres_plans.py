@@ -97,7 +97,7 @@ def test_claim__reads_only_the_rows_it_claims_when_statistics_are_stale(
     # The pick reads the rows it locks, the UPDATE each of them once more.
     assert rows_read(plan) <= 2 * limit
     if not by_id:
-        assert "jobs_job_claim" in indexes_used(plan)
+        assert "jobs_job_claim_by_key" in indexes_used(plan)
 
 
 def explain_claim(queues, job_id=None):
