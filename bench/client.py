@@ -24,6 +24,8 @@ import sys
 import time
 
 WARMUP = 20  # untimed enqueues first: connections, imports, caches
+# Tasks with our own options (`bench.ourtasks`): prefill only, ours only.
+OUR_TASKS = ("noop_unique", "noop_limited")
 
 
 def main(argv=None):
@@ -33,7 +35,11 @@ def main(argv=None):
         "action", choices=["single", "bulk", "prefill", "pace", "steady", "http"]
     )
     parser.add_argument("--jobs", type=int, default=100)
-    parser.add_argument("--task", choices=["noop", "sleep10ms"], default="noop")
+    parser.add_argument(
+        "--task",
+        choices=["noop", "sleep10ms", "noop_unique", "noop_limited"],
+        default="noop",
+    )
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--tick", type=float, default=0.1, help="steady: seconds")
@@ -95,7 +101,14 @@ class DjangoSystem:
         django.setup()
         from bench import djtasks
 
-        self.task = getattr(djtasks, options.task)
+        if options.task in OUR_TASKS:
+            from bench import ourtasks
+
+            self.task = getattr(ourtasks, options.task)
+            self.calls = lambda jobs: ourtasks.calls(options.task, jobs)
+        else:
+            self.task = getattr(djtasks, options.task)
+            self.calls = lambda jobs: [((), {})] * jobs
 
     def _warm_up(self):
         for _ in range(WARMUP):
@@ -139,7 +152,8 @@ class DjangoSystem:
 
         jobs = self.options.jobs
         if hasattr(self.task, "enqueue_many"):
-            result = timed(lambda: self.task.enqueue_many([((), {})] * jobs), jobs)
+            calls = self.calls(jobs)
+            result = timed(lambda: self.task.enqueue_many(calls), jobs)
             self._pushed()
             return result
         with transaction.atomic():

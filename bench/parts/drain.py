@@ -10,6 +10,10 @@ from ..systems import RQ_CLASSES
 from .base import Part
 
 TASKS = ("noop", "sleep10ms")
+# No-ops with our options (`bench.ourtasks`), one database worker, against
+# plain no-ops: 5,000 unique jobs (a key each), and jobs of 50 concurrency
+# keys with a limit of 2 each.
+OPTION_TASKS = ("noop_unique", "noop_limited")
 
 
 class Drain(Part):
@@ -27,6 +31,9 @@ class Drain(Part):
             for workers in self.worker_counts:
                 figure, targets = f"{task}.{workers}w", database_targets(task, workers)
                 self._define(f"dtdb.{figure}", f"ours_db.{figure}", targets)
+        for task in OPTION_TASKS:
+            name = f"drain.ours_db.{task}.1w"
+            self.report.define(name, "jobs/s", "drain.ours_db.noop.1w", [])
         for kind in RQ_CLASSES:
             for task in TASKS:
                 for workers in self.worker_counts:
@@ -61,6 +68,10 @@ class Drain(Part):
                 name = f"drain.ours_db.{task}.{workers}w"
                 commands = [harness.ours.db_worker()] * workers
                 self._drain(name, harness.ours, task, jobs, commands)
+        for task in OPTION_TASKS:
+            name = f"drain.ours_db.{task}.1w"
+            commands = [harness.ours.db_worker()]
+            self._drain(name, harness.ours, task, self.options.jobs, commands)
 
     def _run_rq(self):
         harness = self.harness

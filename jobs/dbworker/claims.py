@@ -47,7 +47,7 @@ class Claims:
         self.prefetch = conf.get("JOB_PREFETCH")
         self._tokens = count(1)
         self._held_too_long_after = None  # the run count when jobs went back
-        self.burst = burst  # a burst worker looks for keyed jobs every turn
+        self.burst = burst  # a burst worker looks for keyed jobs before it exits
         self._keyed_at = 0.0  # monotonic time keyed jobs are looked for next
 
     def claim(self):
@@ -66,7 +66,8 @@ class Claims:
         # Keyed jobs first, for the threads free now (at least one, so a
         # stream of jobs without a key cannot starve them), and taken first:
         # one claimed ahead would hold a slot of its key while it waits.
-        keyed = self._claim_keyed(min(wanted, max(free - buffered, 1)))
+        room = min(wanted, max(free - buffered, 1))
+        keyed = self._claim_keyed(room)
         claimed_at = time.monotonic()
         self.exchange.put(keyed, claimed_at, first=True)
         jobs = []
@@ -75,17 +76,22 @@ class Claims:
                 self.queues, wanted - len(keyed), self.worker_id, self._token()
             )
             self.exchange.put(jobs, claimed_at)
+        if self.burst and not keyed and not jobs:
+            # A burst worker exits when nothing is claimable: keyed jobs too.
+            keyed = self._claim_keyed(room, now=True)
+            self.exchange.put(keyed, time.monotonic(), first=True)
         self.stats.claimed += len(keyed) + len(jobs)
         return len(keyed) + len(jobs), wanted
 
     def _token(self):
         return f"{self.worker_id}:{next(self._tokens)}"
 
-    def _claim_keyed(self, room):
+    def _claim_keyed(self, room, now=False):
         """Claim up to `room` jobs with a concurrency key, when keyed jobs may
-        be claimable: never in a loop while their keys are full (`slot_freed`)."""
-        now = time.monotonic()
-        if room <= 0 or (now < self._keyed_at and not self.burst):
+        be claimable (or `now`): never in a loop while their keys are full
+        (`slot_freed`)."""
+        at = time.monotonic()
+        if room <= 0 or (at < self._keyed_at and not now):
             return []
         jobs = hot_path.claim_keyed(self.queues, room, self.worker_id, self._token())
         logger.debug("keyed claim: %d of %d", len(jobs), room)
@@ -93,7 +99,7 @@ class Claims:
         # taken or waits for a slot; look again when one of ours frees a
         # slot, or after a poll interval for slots freed elsewhere.
         full = len(jobs) == room
-        self._keyed_at = now if full else now + conf.get("JOB_POLL_SECONDS")
+        self._keyed_at = at if full else at + conf.get("JOB_POLL_SECONDS")
         return jobs
 
     def slot_freed(self):
