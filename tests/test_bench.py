@@ -30,6 +30,8 @@ EXPECTED = [
         for path in ("dtdb", "ours_db")
         for task in ("noop", "sleep10ms")
     ),
+    "drain.ours_db.noop_unique.1w",
+    "drain.ours_db.noop_limited.1w",
     *(
         f"drain.{path}.{kind}.{task}.1w"
         for path in ("rq", "ours_rq")
