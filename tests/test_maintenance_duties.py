@@ -84,6 +84,26 @@ def test_vacuum__cleans_the_job_table_once_dead_rows_pass_the_threshold(
     wait_for(lambda: vacuum_count() > before, message="the vacuum counted")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_vacuum__never_truncates_the_job_table_under_its_claims(postgres_only):
+    # Truncating the empty tail would take an ACCESS EXCLUSIVE lock, which
+    # stops every claim while VACUUM checks the tail pages.
+    finished_jobs(3_000)
+    Job.objects.all().delete()
+    before = table_bytes()
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM jobs_job")
+
+    assert table_bytes() == before > 0
+
+
+def table_bytes():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_relation_size('jobs_job')")
+        return cursor.fetchone()[0]
+
+
 def statistics_show_dead_rows(count):
     with connection.cursor() as cursor:
         cursor.execute(
