@@ -74,6 +74,7 @@ def steady(enqueue_many, rate, seconds, tick):
     `rate` jobs/s; a late tick catches up, so the offered rate holds."""
     started = time.perf_counter()
     sent = late = 0
+    slow = []  # [wall-clock start, seconds] of each enqueue longer than a tick
     for i in range(1, round(seconds / tick) + 1):
         delay = started + i * tick - time.perf_counter()
         if delay > 0:
@@ -82,12 +83,17 @@ def steady(enqueue_many, rate, seconds, tick):
             late += 1
         batch = round(rate * i * tick) - sent
         if batch > 0:
+            began, clock = time.perf_counter(), time.time()
             enqueue_many(batch)
             sent += batch
+            took = time.perf_counter() - began
+            if took > tick:
+                slow.append([clock, round(took, 3)])
     return {
         "jobs": sent,
         "seconds": time.perf_counter() - started,
         "late_ticks": late,
+        "slow_enqueues": slow,
     }
 
 

@@ -173,6 +173,7 @@ def print_verdicts(results):
             f"{run['rate']:.0f} jobs/s offered, {run['minutes']:g} min:"
         )
         print("\n".join(table.verdict_lines(run["verdicts"])))
+        print("\n".join(table.slow_pickup_lines(run)))
         if "verdicts_after_hold" in run:
             print("  from one minute after the long transaction ended:")
             print("\n".join(table.verdict_lines(run["verdicts_after_hold"])))

@@ -1,5 +1,9 @@
 """The soak's printed output: one row per sample, then a line per target."""
 
+from datetime import UTC, datetime
+
+from .verdict import PICKUP
+
 COLUMNS = (
     ("t s", 6),
     ("offer/s", 8),
@@ -68,4 +72,29 @@ def verdict_lines(verdicts):
             detail += f"; missed in {len(verdict['missed'])} of "
             detail += f"{verdict['windows']} windows"
         lines.append(f"  {verdict['target']:<40} {result:<5} {detail}")
+    return lines
+
+
+def slow_pickup_lines(run):
+    """A line per window whose pickup p99 missed its target, naming the
+    producer's enqueues in it that took longer than a tick: jobs wait from
+    the time they were stamped, before their INSERT committed."""
+    slow = (run.get("producer") or {}).get("slow_enqueues") or []
+    lines = []
+    for s in run["samples"][1:]:
+        p99 = s.get("pickup_p99_ms")
+        if p99 is None or p99 <= PICKUP.limit:
+            continue
+        start = datetime.fromisoformat(s["window_start"]).timestamp()
+        end = datetime.fromisoformat(s["window_end"]).timestamp()
+        inside = [
+            f"{took * 1000:.0f} ms at {datetime.fromtimestamp(at, UTC):%H:%M:%S}"
+            for at, took in slow
+            if start <= at <= end
+        ]
+        cause = ", ".join(inside) if inside else "none"
+        lines.append(
+            f"  window t={s['elapsed']:.0f} s, p99 {p99:.0f} ms: "
+            f"producer enqueues slower than a tick in it: {cause}"
+        )
     return lines
