@@ -85,8 +85,7 @@ def slow_pickup_lines(run):
         p99 = s.get("pickup_p99_ms")
         if p99 is None or p99 <= PICKUP.limit:
             continue
-        start = datetime.fromisoformat(s["window_start"]).timestamp()
-        end = datetime.fromisoformat(s["window_end"]).timestamp()
+        start, end = (moment(s[key]) for key in ("window_start", "window_end"))
         inside = [
             f"{took * 1000:.0f} ms at {datetime.fromtimestamp(at, UTC):%H:%M:%S}"
             for at, took in slow
@@ -98,3 +97,10 @@ def slow_pickup_lines(run):
             f"producer enqueues slower than a tick in it: {cause}"
         )
     return lines
+
+
+def moment(value):
+    """Seconds since the epoch of a datetime, or of one written as text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.timestamp()
