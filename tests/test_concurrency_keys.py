@@ -14,7 +14,7 @@ from django.utils import timezone
 from jobs.core import hot_path, transitions
 from jobs.exceptions import InvalidTaskArguments, WorkerLost
 from jobs.maintenance import rescue
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, QueuePause
 
 from .helpers import make_job, wait_for
 from .testapp import tasks
@@ -168,6 +168,19 @@ def test_claim_keyed__honours_queues_and_due_times(claim_keyed):
 
     assert claim_keyed(["default"]) == []
     assert len(claim_keyed(["other"])) == 1
+
+
+@pytest.mark.parametrize("queues", [["default"], ["default", "other"], None])
+def test_claim_keyed__takes_no_job_of_a_paused_queue(claim_keyed, queues):
+    paused = keyed()
+    QueuePause.objects.create(queue_name="default", paused_at=timezone.now())
+
+    assert claim_keyed(queues) == []
+    assert claim_keyed(job_id=paused.pk) == []
+    assert Job.objects.get(pk=paused.pk).status == JobStatus.READY
+
+    QueuePause.objects.all().delete()  # resumed
+    assert [job.pk for job in claim_keyed(queues)] == [paused.pk]
 
 
 def test_claim_keyed__by_id_takes_the_job_only_while_its_key_has_a_slot(claim_keyed):
