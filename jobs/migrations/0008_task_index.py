@@ -1,27 +1,6 @@
-from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
-from django.db.migrations.operations import AddIndex
 
-
-class AddIndexWithoutLocking(AddIndexConcurrently):
-    """On PostgreSQL build the index without blocking writes (CREATE INDEX
-    CONCURRENTLY): the job table may hold millions of rows while workers
-    run. Elsewhere a plain CREATE INDEX."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        self._plain_or_concurrent(schema_editor).database_forwards(
-            self, app_label, schema_editor, from_state, to_state
-        )
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        self._plain_or_concurrent(schema_editor).database_backwards(
-            self, app_label, schema_editor, from_state, to_state
-        )
-
-    @staticmethod
-    def _plain_or_concurrent(schema_editor):
-        postgres = schema_editor.connection.vendor == "postgresql"
-        return AddIndexConcurrently if postgres else AddIndex
+from ._without_locking import AddIndexWithoutLocking
 
 
 class Migration(migrations.Migration):

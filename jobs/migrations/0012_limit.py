@@ -1,39 +1,6 @@
-from django.contrib.postgres.operations import (
-    AddIndexConcurrently,
-    RemoveIndexConcurrently,
-)
 from django.db import migrations, models
-from django.db.migrations.operations import AddIndex, RemoveIndex
 
-
-class WithoutLocking:
-    """On PostgreSQL change an index without blocking writes (CONCURRENTLY):
-    the job table may hold millions of rows while workers run. Elsewhere
-    the plain operation."""
-
-    concurrent = plain = None  # the two operations, set by subclasses
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        self._chosen(schema_editor).database_forwards(
-            self, app_label, schema_editor, from_state, to_state
-        )
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        self._chosen(schema_editor).database_backwards(
-            self, app_label, schema_editor, from_state, to_state
-        )
-
-    def _chosen(self, schema_editor):
-        postgres = schema_editor.connection.vendor == "postgresql"
-        return self.concurrent if postgres else self.plain
-
-
-class AddIndexWithoutLocking(WithoutLocking, AddIndexConcurrently):
-    concurrent, plain = AddIndexConcurrently, AddIndex
-
-
-class RemoveIndexWithoutLocking(WithoutLocking, RemoveIndexConcurrently):
-    concurrent, plain = RemoveIndexConcurrently, RemoveIndex
+from ._without_locking import AddIndexWithoutLocking, RemoveIndexWithoutLocking
 
 
 class Migration(migrations.Migration):
