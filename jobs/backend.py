@@ -109,7 +109,7 @@ class JobsBackend(BaseTaskBackend):
         jobs = [make(args, kwargs) for args, kwargs in calls]
         if uniqueness.is_unique(task):
             return self._enqueue_unique(task, jobs)
-        hot_path.insert(jobs)
+        hot_path.insert(jobs, varying=make.varying)
         doorbell.ring(jobs, inserted=True)
         return [
             self._announce(job, new_task_result(job, self.alias, task)) for job in jobs
@@ -179,9 +179,9 @@ class JobsBackend(BaseTaskBackend):
         def make(args, kwargs):
             args, kwargs = json_arguments(task, args, kwargs)
             job = new(Job)
-            job._state = ModelState()
-            values = job.__dict__
-            values.update(shared)
+            values = shared.copy()
+            values["_state"] = ModelState()
+            job.__dict__ = values
             for attname, default in fresh:
                 values[attname] = default()
             values["args"], values["kwargs"] = args, kwargs
@@ -189,6 +189,9 @@ class JobsBackend(BaseTaskBackend):
                 values["concurrency_key"] = concurrency.key_of(task, kwargs)
             return job
 
+        # The fields `make` sets per job; every other one is the template's.
+        make.varying = {"args", "kwargs", "concurrency_key"}
+        make.varying.update(attname for attname, _ in fresh)
         return make
 
     def _announce(self, job, result):

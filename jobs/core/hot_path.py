@@ -487,19 +487,23 @@ def success_params(outcomes):
 # -- Insert: new READY rows ----------------------------------------------------
 
 
-def insert(jobs, batch_size=10_000):
-    """INSERT new job rows in the caller's transaction, in few statements."""
+def insert(jobs, batch_size=10_000, varying=None):
+    """INSERT new job rows in the caller's transaction, in few statements.
+
+    `varying`: the only fields whose values may differ between `jobs` (the
+    others are read from the first job); None: any field.
+    """
     form = insert_with_sql if on_postgresql() else insert_with_orm
     for start in range(0, len(jobs), batch_size):
-        form(jobs[start : start + batch_size])
+        form(jobs[start : start + batch_size], varying=varying)
 
 
-def insert_with_orm(jobs):
+def insert_with_orm(jobs, varying=None):
     """INSERT as the ORM writes it."""
     Job.objects.bulk_create(jobs, batch_size=1000)
 
 
-def insert_with_sql(jobs, tail=""):
+def insert_with_sql(jobs, tail="", varying=None):
     """INSERT new jobs in one statement, as `bulk_create` would.
 
     A column whose value is the same in every row (the task, queue, times of
@@ -510,8 +514,11 @@ def insert_with_sql(jobs, tail=""):
     columns, values, arrays = [], [], []
     params, array_params = [], []  # the SELECT list's, then unnest's
     for field, quoted, cast in insert_columns(connection.alias):
-        column = list(map(attrgetter(field.attname), jobs))
         columns.append(quoted)
+        if varying is not None and field.attname not in varying:
+            column = [getattr(jobs[0], field.attname)]
+        else:
+            column = list(map(attrgetter(field.attname), jobs))
         first = column[0]
         # The last value first: an id column differs there, a shared one not.
         if column[-1] == first and column.count(first) == len(column):
