@@ -43,6 +43,12 @@ def main(argv=None):
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--tick", type=float, default=0.1, help="steady: seconds")
+    parser.add_argument(
+        "--record-commits",
+        action="store_true",
+        help="steady: after each enqueue, write its stamp and the database's "
+        "clock to bench_commit (when its jobs became visible)",
+    )
     parser.add_argument("--requests", type=int, default=50)
     options = parser.parse_args(argv)
     system = {"ours": DjangoSystem, "dtdb": DjangoSystem, "rq": RawRQ}[options.system]
@@ -95,6 +101,13 @@ def steady(enqueue_many, rate, seconds, tick):
         "late_ticks": late,
         "slow_enqueues": slow,
     }
+
+
+# A bulk's jobs share one stamp (their enqueued_at and run_after); the time
+# its transaction committed is at most this statement's clock.
+RECORD_COMMIT = (
+    "INSERT INTO bench_commit (stamp, committed_at) VALUES (%s, clock_timestamp())"
+)
 
 
 class DjangoSystem:
@@ -169,10 +182,16 @@ class DjangoSystem:
         return paced(self.task.enqueue, self.options.rate, self.options.seconds)
 
     def steady(self):
-        def enqueue_many(count):
-            self.task.enqueue_many([((), {})] * count)
+        from django.db import connection
 
         options = self.options
+
+        def enqueue_many(count):
+            results = self.task.enqueue_many([((), {})] * count)
+            if options.record_commits:  # committed: enqueue_many autocommits
+                with connection.cursor() as cursor:
+                    cursor.execute(RECORD_COMMIT, [results[0].enqueued_at])
+
         result = steady(enqueue_many, options.rate, options.seconds, options.tick)
         self._pushed()
         return result

@@ -8,12 +8,17 @@ reading rows back); `Site` is the little of a harness it needs.
 import json
 from pathlib import Path
 
+import psycopg
+
 from tests.services import wait_for
 
 from ..services import ROOT, Postgres, Process
 from ..systems import Ours
 
 WORKER_READY_SECONDS = 60
+# `bench.client steady --record-commits` writes here (`sample.PICKUP_SQL`).
+COMMITS_TABLE = """CREATE TABLE IF NOT EXISTS bench_commit (
+    stamp timestamptz PRIMARY KEY, committed_at timestamptz NOT NULL)"""
 
 
 class Site:
@@ -50,8 +55,11 @@ class Load:
         return self.site.postgres.database_url(self.ours.database)
 
     def migrate(self):
-        """Create the database and migrate our schema into it."""
+        """Create the database and migrate our schema into it, with the
+        producer's record of when each enqueue committed."""
         self.ours.setup()
+        with psycopg.connect(self.database_url, autocommit=True) as connection:
+            connection.execute(COMMITS_TABLE)
 
     def drop(self):
         self.site.postgres.drop(self.ours.database)
@@ -107,7 +115,7 @@ class Load:
     def start_producer(self, rate, seconds):
         """Start `bench.client ours steady`: `enqueue_many` every 100 ms."""
         command = [self.ours.python, "-m", "bench.client", "ours", "steady"]
-        command += ["--rate", rate, "--seconds", seconds]
+        command += ["--rate", rate, "--seconds", seconds, "--record-commits"]
         log_path = self.site.log_path("producer")
         return Process(command, self.ours.client_env(), log_path)
 

@@ -1,7 +1,8 @@
 """The targets of issue 20, section 1, checked over a soak's samples.
 
 Per window, in every window after the first: completed >= 90% of offered;
-backlog under 0.5 s of offered work; pickup p99 <= 100 ms; overdue prunable
+backlog under 0.5 s of offered work; pickup p99 <= 100 ms, counted from the
+enqueue's stamp and from its commit; overdue prunable
 rows < 10% of the retained rows. Once: table + index size at the end <=
 1.5x its size after two minutes.
 """
@@ -32,9 +33,11 @@ class Target:
 COMPLETED = Target("completed", "completed >= 90% of offered", ">=", 0.9)
 BACKLOG = Target("backlog", "backlog < 0.5 s of offered work", "<", 0.5)
 PICKUP = Target("pickup_p99", "pickup p99 <= 100 ms", "<=", 100.0)
+# Pickup counted from when the enqueue had committed (`sample.PICKUP_SQL`).
+VISIBLE = Target("visible_p99", "pickup p99 from commit <= 100 ms", "<=", 100.0)
 OVERDUE = Target("overdue", "overdue prunable < 10% of retained", "<", 0.1)
 SIZE = Target("size", "size at end <= 1.5x size after 2 min", "<=", 1.5)
-PER_WINDOW = (COMPLETED, BACKLOG, PICKUP, OVERDUE)
+PER_WINDOW = (COMPLETED, BACKLOG, PICKUP, VISIBLE, OVERDUE)
 
 
 def measure(target, sample, rate):
@@ -43,10 +46,10 @@ def measure(target, sample, rate):
         return sample.completed / sample.offered if sample.offered else 1.0
     if target is BACKLOG:
         return sample.backlog / rate  # seconds of offered work waiting
-    if target is PICKUP:
+    if target in (PICKUP, VISIBLE):
         if sample.started == 0:  # nothing started: fine only if nothing came
             return 0.0 if sample.offered == 0 else None
-        return sample.pickup_p99_ms
+        return sample.pickup_p99_ms if target is PICKUP else sample.visible_p99_ms
     if sample.retained == 0:
         return 0.0 if sample.overdue == 0 else math.inf
     return sample.overdue / sample.retained
