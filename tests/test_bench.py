@@ -144,3 +144,18 @@ def test_short_soak__samples_every_window_and_writes_the_json(postgres_only, tmp
     assert all(s["visible_p99_ms"] is not None for s in run["samples"] if s["started"])
     assert "pickup p99 <= 100 ms" in done.stdout  # the verdicts
     assert (logs / "autovacuum-off-postgres.log").exists()  # stopped, log kept
+
+
+@pytest.mark.django_db
+def test_big_table_fill__writes_finished_rows_the_current_schema_accepts(
+    postgres_only,
+):
+    # The http part fills its table with one INSERT naming every column it
+    # sets: a column added later without a default must be named there too.
+    from bench.parts.http import FILL_SQL, PAST_RETENTION_SQL
+
+    with connection.cursor() as cursor:
+        cursor.execute(FILL_SQL, {"rows": 200})
+        cursor.execute(PAST_RETENTION_SQL, {"rows": 50})
+        cursor.execute("SELECT status, count(*) FROM jobs_job GROUP BY status")
+        assert dict(cursor.fetchall()) == {"SUCCESSFUL": 248, "FAILED": 2}

@@ -34,7 +34,7 @@ INSERT INTO jobs_job (
     id, task_path, queue_name, priority, status, args, kwargs, return_value,
     errors, worker_ids, attempts, max_attempts, enqueued_at, run_after,
     started_at, last_attempted_at, finished_at, progress, progress_message,
-    lease_token, lease_expires_at, cancel_requested)
+    lease_token, lease_expires_at, cancel_requested, concurrency_key)
 SELECT gen_random_uuid(),
     CASE WHEN i %% 10000 = 7 THEN 'bench.djtasks.rare' ELSE 'bench.djtasks.noop' END,
     'default', 0,
@@ -45,7 +45,7 @@ SELECT gen_random_uuid(),
         "worker_id": "bench:1:abcdef", "failed_at": "2026-01-01T00:00:00+00:00"}]'
         ELSE '[]' END::jsonb,
     '["bench:1:abcdef"]', 1, 3, t, t, t + interval '1 ms', t + interval '1 ms',
-    t + interval '2 ms', NULL, '', '', NULL, false
+    t + interval '2 ms', NULL, '', '', NULL, false, ''
 FROM (
     SELECT i, now() - i * interval '50 ms' AS t
     FROM generate_series(1, %(rows)s) AS i
