@@ -47,6 +47,11 @@ DEFAULTS = {
     "JOB_HEALTH_MIN_FAILURE_SAMPLE": 20,
     "JOB_HEALTH_CACHE_SECONDS": 5.0,
     "JOB_HEALTH_EXACT_COUNT": 10_000,  # finished rows counted exactly, per status
+    # /metrics: off (404) while empty; else `Authorization: Bearer <token>`.
+    "JOB_METRICS_TOKEN": "",
+    # The tally counts rows finished this long before the database's clock,
+    # so a recording still being committed is counted on the next turn.
+    "JOB_METRICS_LAG_SECONDS": 5.0,
 }
 
 

@@ -5,7 +5,17 @@ import uuid
 from datetime import timedelta
 
 from django.db import connections, models
-from django.db.models import Case, Exists, F, Min, OuterRef, Q, Value, When
+from django.db.models import (
+    Case,
+    Exists,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.lookups import GreaterThan
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -137,6 +147,15 @@ class JobQuerySet(models.QuerySet):
 
     def finished(self):
         return self.filter(status__in=FINISHED_STATUSES)
+
+    def tallied(self):
+        """Select the finished jobs the tally has counted (`TaskTally`): those
+        finished at or before its mark; none before its first turn. Only
+        these may be deleted, so the totals of /metrics never go down."""
+        counted_to = TallyMark.objects.filter(name=TALLY_MARK).values("counted_to")
+        return self.filter(
+            status__in=FINISHED_STATUSES, finished_at__lte=Subquery(counted_to)
+        )
 
     def stats(self, now=None, exact_up_to=None):
         """Count jobs per bucket: waiting, delayed, active, completed, failed.
@@ -459,3 +478,60 @@ class ScheduledRun(models.Model):
 
     def __str__(self):
         return f"{self.schedule} at {self.scheduled_at or 'run now'}"
+
+
+# The run-duration histogram's upper bounds, in seconds (1 ms to 1 h).
+DURATION_BUCKETS = (
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600,
+)  # fmt: skip
+# What a task's tally counts per finished row, in the order of its columns.
+OUTCOMES = ("succeeded", "failed", "cancelled", "retried", "rescued")
+
+
+class TaskTally(models.Model):
+    """Running totals of one task on one queue, for /metrics: advanced from
+    the finished rows by the maintenance (`maintenance.tally`), never
+    lowered, so pruning rows takes nothing from them."""
+
+    task_path = models.CharField(max_length=255)
+    queue_name = models.CharField(max_length=64)
+    succeeded = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+    cancelled = models.BigIntegerField(default=0)
+    retried = models.BigIntegerField(default=0)  # failed attempts run again
+    rescued = models.BigIntegerField(default=0)  # attempts lost with their worker
+    # Run durations: how many were <= each of DURATION_BUCKETS (cumulative,
+    # as Prometheus reads them), how many in all, and their sum in seconds.
+    duration_buckets = models.JSONField(default=list)
+    duration_count = models.BigIntegerField(default=0)
+    duration_sum = models.FloatField(default=0.0)
+
+    class Meta:
+        default_permissions = ()  # written by the maintenance only
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task_path", "queue_name"], name="jobs_tasktally_once"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.task_path} on {self.queue_name}"
+
+
+TALLY_MARK = "finished"  # the one TallyMark row's name
+
+
+class TallyMark(models.Model):
+    """How far the tally has counted: every row finished at or before
+    `counted_to` is in `TaskTally`, and no later one. One row."""
+
+    name = models.CharField(primary_key=True, max_length=32)
+    counted_to = models.DateTimeField()
+    # When the maintenance last moved it (the database's clock).
+    counted_at = models.DateTimeField()
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self):
+        return f"{self.name} counted to {self.counted_to}"

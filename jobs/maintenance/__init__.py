@@ -1,7 +1,7 @@
 """Maintenance duties, run by the workers themselves, one process at a time.
 
 One module per duty: `rescue`, `redispatch`, `dead_workers`, `prune`,
-`vacuum`, `recurring`. Workers call `run_due_duties` on a timer; it runs
+`vacuum`, `recurring`, `tally`. Workers call `run_due_duties` on a timer; it runs
 every duty of `DUTIES` if this process holds the leader lock (`leader`), so
 with many workers one does the work at a time. The duties of `EVERY_WORKER`
 run in every worker, lock or not: the database itself lets one of them win
@@ -11,7 +11,7 @@ run in every worker, lock or not: the database itself lets one of them win
 import logging
 
 from .. import conf
-from . import dead_workers, prune, recurring, redispatch, rescue, vacuum
+from . import dead_workers, prune, recurring, redispatch, rescue, tally, vacuum
 from .leader import MAINTENANCE, take_leader_lock
 
 logger = logging.getLogger("jobs.maintenance")
@@ -20,6 +20,7 @@ DUTIES = [
     rescue.rescue_stalled,
     redispatch.redispatch,
     dead_workers.forget_dead_workers,
+    tally.advance_tally,  # before pruning: it deletes counted rows only
     prune.prune,
     prune.prune_schedule_history,
     vacuum.vacuum_when_dead_rows_pile_up,

@@ -14,15 +14,20 @@ logger = logging.getLogger("jobs.maintenance")
 
 
 def prunable(now=None):
-    """Select finished jobs past their retention: failed ones are kept longer."""
+    """Select finished jobs past their retention (failed ones are kept
+    longer) that the tally has counted."""
     now = now or timezone.now()
     done_before = now - timedelta(milliseconds=conf.get("JOB_CLEANUP_AGE"))
     failed_before = now - timedelta(milliseconds=conf.get("JOB_FAILED_CLEANUP_AGE"))
-    return Job.objects.filter(
-        Q(status__in=[JobStatus.SUCCESSFUL, JobStatus.CANCELLED])
-        & Q(finished_at__lt=done_before)
-        | Q(status=JobStatus.FAILED, finished_at__lt=failed_before)
-    ).order_by()
+    return (
+        Job.objects.tallied()
+        .filter(
+            Q(status__in=[JobStatus.SUCCESSFUL, JobStatus.CANCELLED])
+            & Q(finished_at__lt=done_before)
+            | Q(status=JobStatus.FAILED, finished_at__lt=failed_before)
+        )
+        .order_by()
+    )
 
 
 def prune(batch_size=1000, max_batches=50):

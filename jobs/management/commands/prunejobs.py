@@ -1,12 +1,13 @@
 from django.core.management.base import BaseCommand
 
-from jobs.maintenance import prune
+from jobs.maintenance import prune, tally
 
 
 class Command(BaseCommand):
     help = (
         "Delete finished jobs older than JOB_CLEANUP_AGE (failed ones: "
-        "JOB_FAILED_CLEANUP_AGE). Workers do this on their own; this runs it now."
+        "JOB_FAILED_CLEANUP_AGE) that the metrics tally has counted. Workers do "
+        "this on their own; this runs it now."
     )
 
     def add_arguments(self, parser):
@@ -16,6 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=1000)
 
     def handle(self, *args, dry_run, batch_size, **options):
+        tally.advance_tally()  # only rows the tally counted are pruned
         if dry_run:
             count = prune.prunable().count()
             self.stdout.write(f"{count} finished jobs would be pruned (dry run)")
