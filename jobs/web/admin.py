@@ -73,6 +73,7 @@ class JobAdmin(
                 ]
             },
         ),
+        ("Timeline", {"fields": ["timeline"]}),
         ("Progress", {"fields": ["progress_bar", "progress_message"]}),
         ("Data", {"fields": ["args_json", "kwargs_json", "return_value_json"]}),
         ("Errors, newest first", {"fields": ["errors_list"]}),
