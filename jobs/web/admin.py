@@ -147,7 +147,7 @@ class JobAdmin(
             "opts": self.opts,
             "title": "Queue dashboard",
             "can_pause": self.has_pause_permission(request),
-            **dashboard.snapshot(),
+            **dashboard.snapshot(range_name=request.GET.get("range", "")),
         }
         fragment = request.GET.get("fragment") == "1"
         template = "admin/jobs/dashboard_body.html" if fragment else None
