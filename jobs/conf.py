@@ -46,6 +46,7 @@ DEFAULTS = {
     "JOB_HEALTH_FAILURE_WINDOW_SECONDS": 900.0,
     "JOB_HEALTH_MIN_FAILURE_SAMPLE": 20,
     "JOB_HEALTH_CACHE_SECONDS": 5.0,
+    "JOB_TASK_TABLE_CACHE_SECONDS": 30.0,  # the console's per-task table
     "JOB_HEALTH_EXACT_COUNT": 10_000,  # finished rows counted exactly, per status
     # /metrics: off (404) while empty; else `Authorization: Bearer <token>`.
     "JOB_METRICS_TOKEN": "",

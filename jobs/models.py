@@ -474,6 +474,8 @@ class ScheduledRun(models.Model):
             models.Index(
                 F("schedule"), F("enqueued_at").desc(), name="jobs_scheduledrun_last"
             ),
+            # A job's schedule run (the job page's timeline).
+            models.Index(fields=["job_id"], name="jobs_scheduledrun_job"),
         ]
 
     def __str__(self):

@@ -29,6 +29,7 @@ FAST_SETTINGS = {
     "JOB_REDISPATCH_GRACE_SECONDS": 0.3,
     "JOB_REDIS_RETRY_SECONDS": 0.2,
     "JOB_HEALTH_CACHE_SECONDS": 0,  # each /health in a test counts afresh
+    "JOB_TASK_TABLE_CACHE_SECONDS": 0,  # each per-task table too
 }
 
 

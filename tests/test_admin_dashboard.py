@@ -1,11 +1,14 @@
 """The dashboards: ours counts queues, lists workers and draws the chart for
 those who may view jobs; django_rq's is for staff only."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.models import JobStatus, WorkerProcess
+from jobs.models import Job, JobStatus, WorkerProcess
+from jobs.web import dashboard
 
 from .helpers import make_failed_job, make_job
 
@@ -69,3 +72,80 @@ def test_django_rq_dashboard__is_for_staff_only(
     page = client.get(url)
     assert page.status_code == 200
     assert "default.high" in page.text
+
+
+def finished_at(moment, status=JobStatus.SUCCESSFUL, attempts=1):
+    return make_job(status=status, finished_at=moment, attempts=attempts)
+
+
+@pytest.mark.parametrize(
+    ("range_name", "bars", "bar_minutes"),
+    [("1h", 60, 1), ("24h", 60, 24), ("7d", 56, 180)],
+)
+def test_dashboard_chart__each_range_has_about_sixty_bars(
+    staff_client, range_name, bars, bar_minutes
+):
+    page = staff_client.get(reverse("admin:jobs_job_dashboard"), {"range": range_name})
+
+    chart = page.context["chart"]
+    assert (chart["range"], len(chart["bars"])) == (range_name, bars)
+    assert chart["bar_minutes"] == bar_minutes
+    assert f"bars of {bar_minutes} min" in page.text
+
+
+def test_dashboard_chart__counts_completed_failed_and_retried_per_bar(staff_client):
+    now = timezone.now()
+    finished_at(now - timedelta(hours=3), attempts=3)  # 2 retried, then done
+    finished_at(now - timedelta(hours=3), status=JobStatus.FAILED, attempts=2)
+    finished_at(now - timedelta(minutes=1))
+    finished_at(now - timedelta(days=2))  # outside 24 h
+    make_job(status=JobStatus.READY)  # waiting now
+
+    day = staff_client.get(reverse("admin:jobs_job_dashboard"), {"range": "24h"})
+    hour = staff_client.get(reverse("admin:jobs_job_dashboard"), {"range": "1h"})
+    week = staff_client.get(reverse("admin:jobs_job_dashboard"), {"range": "7d"})
+
+    chart = day.context["chart"]
+    assert (chart["completed"], chart["failed"], chart["retried"]) == (2, 1, 3)
+    three_hours_ago = [b for b in chart["bars"] if "1 failed, 3 retried" in b["label"]]
+    assert len(three_hours_ago) == 1
+    assert "1 completed" in three_hours_ago[0]["label"]
+    labels = [bar["label"] for bar in chart["bars"][-2:]]  # the last 48 min
+    assert any("1 completed, 0 failed, 0 retried" in label for label in labels)
+    assert (hour.context["chart"]["completed"], hour.context["chart"]["failed"]) == (
+        1,
+        0,
+    )
+    assert week.context["chart"]["completed"] == 3
+    assert chart["waiting"] == 1
+    assert '<strong id="queue-depth">1</strong>' in day.text
+
+
+def test_dashboard_chart__range_picker_links_and_keeps_the_range_on_refresh(
+    staff_client,
+):
+    page = staff_client.get(reverse("admin:jobs_job_dashboard"), {"range": "7d"})
+
+    assert 'href="?range=1h"' in page.text and 'href="?range=24h"' in page.text
+    assert 'href="?range=7d"' not in page.text  # the current one is no link
+    assert "fragment=1&amp;range=7d" in page.text
+
+
+def test_dashboard_chart__an_unknown_range_is_the_last_hour(staff_client):
+    page = staff_client.get(reverse("admin:jobs_job_dashboard"), {"range": "1y"})
+
+    assert page.context["chart"]["range"] == "1h"
+
+
+def test_dashboard_chart__reads_at_most_its_row_bound(staff_client, monkeypatch):
+    monkeypatch.setattr(dashboard, "MAX_CHART_ROWS", 2)
+    now = timezone.now()
+    for minutes in (50, 30, 10):
+        finished_at(now - timedelta(minutes=minutes))
+
+    page = staff_client.get(reverse("admin:jobs_job_dashboard"), {"range": "1h"})
+
+    chart = page.context["chart"]
+    assert chart["completed"] == 2  # the newest two
+    assert chart["cutoff"] == Job.objects.order_by("-finished_at")[1].finished_at
+    assert "bars before" in page.text

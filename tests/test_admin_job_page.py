@@ -22,7 +22,8 @@ def test_job_page__shows_arguments_errors_newest_first_and_workers(staff_client)
 
     assert "&quot;key&quot;: &quot;value&quot;" in page.text
     assert "ValueError: boom" in page.text
-    assert page.text.index("newer") < page.text.index("Attempt 1")
+    errors = page.text[page.text.index('class="job-error"') :]
+    assert errors.index("newer") < errors.index("Attempt 1")
     assert "host:1:abc" in page.text
     assert "Redis is off" in page.text
     assert 'id="job-retry"' in page.text

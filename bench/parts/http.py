@@ -1,8 +1,9 @@
 """The big table: on a database of `--health-rows` finished jobs, `/health`,
-`/metrics` (a staff session; the tally holds the last hour's rows) and the
-admin job list (plain, each filter, each search) through Django's
-test client as a superuser; one worker draining `--jobs` no-ops; and the
-slowest pickup while `prunejobs` deletes `PRUNED_ROWS` old rows beside it.
+`/metrics` (a staff session; the tally holds the last hour's rows), the
+per-task table and the admin job list (plain, each filter, each search)
+through Django's test client as a superuser; one worker draining `--jobs`
+no-ops; and the slowest pickup while `prunejobs` deletes `PRUNED_ROWS` old
+rows beside it.
 """
 
 import time
@@ -17,11 +18,20 @@ from ..services import ROOT, Process
 from ..systems import Ours
 from .base import Part
 
-PAGES = ("health", "health_uncached", "metrics", *ADMIN_LIST)
-FIGURES = [f"http.{page}.{q}" for page in PAGES for q in ("p50", "p99")]
-P99_TARGETS = {"health": 50, "health_uncached": 50, "metrics": 50} | dict.fromkeys(
-    ADMIN_LIST, 300
+PAGES = (
+    "health",
+    "health_uncached",
+    "metrics",
+    "admin_tasks",
+    "admin_tasks_uncached",
+    *ADMIN_LIST,
 )
+FIGURES = [f"http.{page}.{q}" for page in PAGES for q in ("p50", "p99")]
+P99_TARGETS = {"health": 50, "health_uncached": 50, "metrics": 50}
+P99_TARGETS |= dict.fromkeys(ADMIN_LIST, 300)
+# The per-task table groups a day of finished rows (all `--health-rows` of
+# them: they are 50 ms apart) when its cache is cold: no target, a figure.
+P99_TARGETS |= {"admin_tasks": 300, "admin_tasks_uncached": None}
 DRAIN = "http.full_table.drain.ours_db.noop.1w"  # against an empty table's
 PRUNING = ["http.pruning.pickup_p50", "http.pruning.pickup_max"]  # ms
 PRUNED_ROWS = 1_000_000
@@ -68,8 +78,9 @@ class Http(Part):
     def define(self):
         for page in PAGES:
             self.report.define(f"http.{page}.p50", "ms")
-            p99 = at_most(P99_TARGETS[page])
-            self.report.define(f"http.{page}.p99", "ms", targets=[p99])
+            target = P99_TARGETS[page]
+            targets = [at_most(target)] if target is not None else []
+            self.report.define(f"http.{page}.p99", "ms", targets=targets)
         empty = "drain.ours_db.noop.1w"
         self.report.define(DRAIN, "jobs/s", empty, [at_least(0.9, True)])
         self.report.define(PRUNING[0], "ms", "pickup.ours_db.p50")

@@ -7,7 +7,7 @@ This module registers the console and wires its parts together: the list's
 filters (`admin_filters`), its capped count and id search (`admin_listing`),
 the columns and job page (`admin_display`), retry and cancel (`admin_actions`),
 pausing queues from the dashboard (`admin_pauses`), the schedules page of
-recurring jobs (`admin_schedules`).
+recurring jobs (`admin_schedules`), the per-task table (`admin_tasks`).
 """
 
 from django.contrib import admin
@@ -23,11 +23,18 @@ from .admin_filters import QueueFilter, StatusFilter, TaskFilter
 from .admin_listing import CappedPaginator, id_prefix_range, tasks_matching
 from .admin_pauses import QueuePauses
 from .admin_schedules import ScheduleViews
+from .admin_tasks import TaskTableViews
 
 
 @admin.register(Job)
 class JobAdmin(
-    QueuePauses, JobActions, ScheduleViews, JobColumns, JobPageFields, admin.ModelAdmin
+    QueuePauses,
+    JobActions,
+    ScheduleViews,
+    TaskTableViews,
+    JobColumns,
+    JobPageFields,
+    admin.ModelAdmin,
 ):
     list_display = [
         "short_id",
@@ -66,6 +73,7 @@ class JobAdmin(
                 ]
             },
         ),
+        ("Timeline", {"fields": ["timeline"]}),
         ("Progress", {"fields": ["progress_bar", "progress_message"]}),
         ("Data", {"fields": ["args_json", "kwargs_json", "return_value_json"]}),
         ("Errors, newest first", {"fields": ["errors_list"]}),
@@ -117,6 +125,7 @@ class JobAdmin(
             path("dashboard/", view(self.dashboard_view), name="jobs_job_dashboard"),
             *self.pause_urls(),
             *self.schedule_urls(),
+            *self.task_table_urls(),
             path(
                 "<path:object_id>/retry/",
                 view(self.retry_view),
@@ -138,7 +147,7 @@ class JobAdmin(
             "opts": self.opts,
             "title": "Queue dashboard",
             "can_pause": self.has_pause_permission(request),
-            **dashboard.snapshot(),
+            **dashboard.snapshot(range_name=request.GET.get("range", "")),
         }
         fragment = request.GET.get("fragment") == "1"
         template = "admin/jobs/dashboard_body.html" if fragment else None

@@ -8,11 +8,12 @@ import json
 from datetime import timedelta
 
 from django.contrib import admin
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from ..models import JobStatus
-from . import rq_state
+from . import rq_state, timeline
 
 # Badge colour of each state; "delayed" is READY with `run_after` ahead.
 STATUS_COLOURS = {
@@ -74,7 +75,18 @@ class JobColumns:
 
 
 class JobPageFields:
-    """Show what only the job page shows: data, errors, workers, the RQ job."""
+    """Show what only the job page shows: its timeline, data, errors,
+    workers, the RQ job."""
+
+    @admin.display(description="attempts")
+    def timeline(self, job):
+        context = {
+            "job": job,
+            "attempts": timeline.attempts(job),
+            "next_attempt": timeline.next_attempt(job),
+            "origin": timeline.origin(job),
+        }
+        return render_to_string("admin/jobs/job/timeline.html", context)
 
     @admin.display(description="arguments")
     def args_json(self, job):

@@ -1,26 +1,38 @@
 """The queue dashboard's numbers and its chart, computed on the server."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count
-from django.db.models.functions import TruncMinute
+from django.db.models import Count, F, Sum
+from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
 from ..models import BUCKETS, Job, JobStatus, QueuePause, WorkerProcess, bucket_filters
 
-CHART_MINUTES = 60
+# The chart's ranges: (length, the Trunc its query groups by, one bar),
+# about 60 bars each; a 24-minute bar adds up 24 minutes of the query's.
+RANGES = {
+    "1h": (timedelta(hours=1), TruncMinute, timedelta(minutes=1)),
+    "24h": (timedelta(hours=24), TruncMinute, timedelta(minutes=24)),
+    "7d": (timedelta(days=7), TruncHour, timedelta(hours=3)),
+}
+DEFAULT_RANGE = "1h"
+MAX_CHART_ROWS = 1_000_000  # finished rows one chart reads, at most
 CHART_WIDTH, CHART_HEIGHT = 600, 160
 
 
-def snapshot(now=None):
-    """Return everything the dashboard shows, as of `now`."""
+def snapshot(now=None, range_name=DEFAULT_RANGE):
+    """Return everything the dashboard shows, as of `now`, its chart over
+    `range_name` (a key of RANGES; another: the default)."""
     now = now or timezone.now()
+    range_name = range_name if range_name in RANGES else DEFAULT_RANGE
+    queues = queue_rows(now)
+    waiting = sum(queue["counts"][BUCKETS.index("waiting")] for queue in queues)
     return {
-        "queues": queue_rows(now),
+        "queues": queues,
         "buckets": list(BUCKETS),
         "workers": live_workers(now),
-        "chart": chart(now),
+        "chart": chart(now, range_name, waiting),
         "generated_at": now,
     }
 
@@ -67,55 +79,97 @@ def live_workers(now):
     return workers
 
 
-def per_minute(now):
-    """Count jobs completed and failed in each of the last CHART_MINUTES."""
-    start = (now - timedelta(minutes=CHART_MINUTES - 1)).replace(
-        second=0, microsecond=0
+def per_interval(now, span):
+    """Count jobs completed and failed, and attempts retried, in each bar of
+    the range `span`: one grouped query on `finished_at` (the status index),
+    reading at most MAX_CHART_ROWS rows; older bars count none past them.
+
+    Retried: the failed attempts before a job's last (`attempts` - 1),
+    counted in the bar where the job finished.
+    """
+    length, trunc, bar = span
+    start = trunc_to(now - length + bar, bar)
+    count = round(length / bar)
+    finished = Job.objects.filter(
+        status__in=[JobStatus.SUCCESSFUL, JobStatus.FAILED], finished_at__gte=start
     )
+    cutoff = row_bound(finished)
+    if cutoff is not None:
+        finished = finished.filter(finished_at__gte=cutoff)
     rows = (
-        Job.objects.filter(
-            status__in=[JobStatus.SUCCESSFUL, JobStatus.FAILED],
-            finished_at__gte=start,
-        )
-        .annotate(minute=TruncMinute("finished_at"))
-        .values("minute", "status")
-        .annotate(n=Count("pk"))
+        finished.annotate(moment=trunc("finished_at"))
+        .values("moment", "status")
+        .annotate(n=Count("pk"), retried=Sum(F("attempts") - 1))
         .order_by()
     )
-    minutes = [start + timedelta(minutes=i) for i in range(CHART_MINUTES)]
-    counts = {m: {"completed": 0, "failed": 0} for m in minutes}
+    bars = [
+        {"start": start + i * bar, "completed": 0, "failed": 0, "retried": 0}
+        for i in range(count)
+    ]
     for row in rows:
+        index = int((row["moment"] - start) / bar)
+        if not 0 <= index < count:
+            continue
         key = "completed" if row["status"] == JobStatus.SUCCESSFUL else "failed"
-        if row["minute"] in counts:
-            counts[row["minute"]][key] += row["n"]
-    return [(m, counts[m]["completed"], counts[m]["failed"]) for m in minutes]
+        bars[index][key] += row["n"]
+        bars[index]["retried"] += row["retried"] or 0
+    return bars, cutoff
 
 
-def chart(now):
-    """Lay out stacked bars (completed below failed) per minute, as SVG shapes."""
-    minutes = per_minute(now)
-    peak = max((done + failed for _, done, failed in minutes), default=0) or 1
-    slot = CHART_WIDTH / CHART_MINUTES
-    bars = []
-    for i, (minute, done, failed) in enumerate(minutes):
-        done_h = done / peak * CHART_HEIGHT
-        failed_h = failed / peak * CHART_HEIGHT
-        bars.append(
+def trunc_to(moment, bar):
+    """Round `moment` down to a whole multiple of `bar` since the epoch."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + (moment - epoch) // bar * bar
+
+
+def row_bound(finished):
+    """Return the finish time of the MAX_CHART_ROWS-th newest row, or None
+    when the range holds fewer (the common case costs one walk of the index
+    up to that many entries, no sort)."""
+    beyond = finished.order_by().values_list("pk", flat=True)
+    if not list(beyond[MAX_CHART_ROWS : MAX_CHART_ROWS + 1]):
+        return None
+    newest = finished.order_by("-finished_at").values_list("finished_at", flat=True)
+    return newest[MAX_CHART_ROWS - 1]
+
+
+def chart(now, range_name=DEFAULT_RANGE, waiting=0):
+    """Lay out stacked bars (completed, failed, retried) per interval of the
+    range, as SVG shapes."""
+    bars, cutoff = per_interval(now, RANGES[range_name])
+    totals = [b["completed"] + b["failed"] + b["retried"] for b in bars]
+    peak = max(totals, default=0) or 1
+    slot = CHART_WIDTH / len(bars)
+    label = "%H:%M" if RANGES[range_name][2] < timedelta(hours=1) else "%a %H:%M"
+    shapes = []
+    for i, bar in enumerate(bars):
+        bottom = CHART_HEIGHT
+        segments = []
+        for key in ("completed", "failed", "retried"):
+            height = bar[key] / peak * CHART_HEIGHT
+            bottom -= height
+            segments.append({"key": key, "y": round(bottom, 1), "h": round(height, 1)})
+        shapes.append(
             {
                 "x": round(i * slot + 1, 1),
-                "width": round(slot - 2, 1),
-                "done_y": round(CHART_HEIGHT - done_h, 1),
-                "done_h": round(done_h, 1),
-                "failed_y": round(CHART_HEIGHT - done_h - failed_h, 1),
-                "failed_h": round(failed_h, 1),
-                "label": f"{minute:%H:%M} UTC: {done} completed, {failed} failed",
+                "width": round(max(slot - 2, 1), 1),
+                "segments": segments,
+                "label": f"{bar['start']:{label}} UTC: {bar['completed']} completed,"
+                f" {bar['failed']} failed, {bar['retried']} retried",
             }
         )
     return {
-        "bars": bars,
+        "bars": shapes,
         "peak": peak,
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
-        "completed": sum(done for _, done, _ in minutes),
-        "failed": sum(failed for _, _, failed in minutes),
+        "range": range_name,
+        "ranges": list(RANGES),
+        "bar_minutes": int(RANGES[range_name][2].total_seconds() // 60),
+        "cutoff": cutoff,
+        "max_rows": MAX_CHART_ROWS,
+        "waiting": waiting,
+        **{
+            key: sum(b[key] for b in bars) for key in ("completed", "failed", "retried")
+        },
     }
