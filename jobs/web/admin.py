@@ -20,7 +20,7 @@ from . import dashboard
 from .admin_actions import JobActions
 from .admin_display import JobColumns, JobPageFields
 from .admin_filters import QueueFilter, StatusFilter, TaskFilter
-from .admin_listing import CappedPaginator, id_prefix_range, tasks_matching
+from .admin_listing import CappedPaginator, search
 from .admin_pauses import QueuePauses
 from .admin_schedules import ScheduleViews
 
@@ -43,7 +43,9 @@ class JobAdmin(
     list_display_links = ["short_id"]
     list_filter = [StatusFilter, QueueFilter, TaskFilter]
     search_fields = ["task_path"]
-    search_help_text = "A job id (8+ characters) or part of a task path."
+    search_help_text = (
+        "A job id (8+ characters), part of a task path, or text in the arguments."
+    )
     ordering = ["-enqueued_at"]
     paginator = CappedPaginator
     list_per_page = 50
@@ -100,14 +102,9 @@ class JobAdmin(
         return False
 
     def get_search_results(self, request, queryset, search_term):
-        """Find a job by (the start of) its id, or else by part of its task
-        path: the matching paths first, then their rows by the task index."""
-        if not search_term.strip():
-            return queryset, False
-        ids = id_prefix_range(search_term.strip())
-        if ids:
-            return queryset.filter(pk__range=ids), False
-        return queryset.of_tasks(tasks_matching(search_term)), False
+        """Find jobs by (the start of) their id, words of their task path or
+        text in their arguments (`admin_listing.search`)."""
+        return search(queryset, search_term), False
 
     # --- Extra pages: the job page's buttons, the dashboard, schedules ----
 
