@@ -47,6 +47,11 @@ DEFAULTS = {
     "JOB_HEALTH_MIN_FAILURE_SAMPLE": 20,
     "JOB_HEALTH_CACHE_SECONDS": 5.0,
     "JOB_HEALTH_EXACT_COUNT": 10_000,  # finished rows counted exactly, per status
+    # The console's retry or cancel of every matching job: jobs per batch (one
+    # short transaction each), and the most it does in the request itself;
+    # more are done by a job in the background (`jobs.web.bulk`).
+    "JOB_BULK_BATCH": 1000,
+    "JOB_BULK_INLINE_MAX": 1000,
 }
 
 

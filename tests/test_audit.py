@@ -109,7 +109,8 @@ def test_schedule_pause_resume_and_run_now__are_recorded_by_schedule_name(
     }
 
     for action in ("pause", "resume", "run"):
-        console.post(reverse("admin:jobs_job_schedule_action", args=["nightly", action]))
+        url = reverse("admin:jobs_job_schedule_action", args=["nightly", action])
+        console.post(url)
 
     schedule = ScheduleState._meta.model_name
     (*changes, run) = entries()

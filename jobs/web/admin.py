@@ -6,6 +6,7 @@ cancel transitions of `jobs.core.interventions`, each behind its own permission.
 This module registers the console and wires its parts together: the list's
 filters (`admin_filters`), its capped count and id search (`admin_listing`),
 the columns and job page (`admin_display`), retry and cancel (`admin_actions`),
+retry or cancel of every matching job (`admin_bulk`),
 pausing queues from the dashboard (`admin_pauses`), the schedules page of
 recurring jobs (`admin_schedules`).
 """
@@ -18,6 +19,7 @@ from django.urls import path
 from ..models import Job
 from . import dashboard
 from .admin_actions import JobActions
+from .admin_bulk import BulkActions
 from .admin_display import JobColumns, JobPageFields
 from .admin_filters import QueueFilter, StatusFilter, TaskFilter
 from .admin_listing import CappedPaginator, search
@@ -27,7 +29,13 @@ from .admin_schedules import ScheduleViews
 
 @admin.register(Job)
 class JobAdmin(
-    QueuePauses, JobActions, ScheduleViews, JobColumns, JobPageFields, admin.ModelAdmin
+    BulkActions,
+    QueuePauses,
+    JobActions,
+    ScheduleViews,
+    JobColumns,
+    JobPageFields,
+    admin.ModelAdmin,
 ):
     list_display = [
         "short_id",
@@ -114,6 +122,7 @@ class JobAdmin(
             path("dashboard/", view(self.dashboard_view), name="jobs_job_dashboard"),
             *self.pause_urls(),
             *self.schedule_urls(),
+            *self.bulk_urls(),
             path(
                 "<path:object_id>/retry/",
                 view(self.retry_view),
