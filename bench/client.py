@@ -214,6 +214,7 @@ ADMIN_LIST = {
     "admin_search_rare": "?q=rare",
     "admin_search_nothing": "?q=no.such.task",
     "admin_search_id": "?q={job_id}",
+    "admin_search_args": "?q=r123457.git",  # text in one job's arguments
 }
 
 

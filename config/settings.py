@@ -83,6 +83,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Its index operator classes (the argument search's trigram indexes);
+    # it changes nothing on SQLite.
+    "django.contrib.postgres",
     "django_rq",
     "health_check",
     "jobs",

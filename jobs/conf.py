@@ -53,6 +53,11 @@ DEFAULTS = {
     # The tally counts rows finished this long before the database's clock,
     # so a recording still being committed is counted on the next turn.
     "JOB_METRICS_LAG_SECONDS": 5.0,
+    # The console's retry or cancel of every matching job: jobs per batch (one
+    # short transaction each), and the most it does in the request itself;
+    # more are done by a job in the background (`jobs.web.bulk`).
+    "JOB_BULK_BATCH": 1000,
+    "JOB_BULK_INLINE_MAX": 1000,
 }
 
 

@@ -13,9 +13,11 @@ from django.db.models import (
     OuterRef,
     Q,
     Subquery,
+    TextField,
     Value,
     When,
 )
+from django.db.models.functions import Cast, Upper
 from django.db.models.lookups import GreaterThan
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
@@ -89,6 +91,16 @@ BUCKETS = tuple(bucket_filters(None))
 FINISHED_BUCKETS = ("completed", "failed", "cancelled")
 
 
+# A job's arguments and keyword arguments as upper-case text: the argument
+# search compares with these, and on PostgreSQL a trigram index of each
+# (`jobs_job_args_trgm`, `jobs_job_kwargs_trgm`, migration 0014) answers it.
+# Index and query must use the very same expression.
+ARGUMENT_TEXTS = {
+    "args_text": Upper(Cast("args", TextField())),
+    "kwargs_text": Upper(Cast("kwargs", TextField())),
+}
+
+
 def queue_paused():
     """Whether a job's queue is paused: its `QueuePause` row exists."""
     return Exists(QueuePause.objects.filter(queue_name=OuterRef("queue_name")))
@@ -107,6 +119,14 @@ class JobQuerySet(models.QuerySet):
             Q(status__in=FINISHED_STATUSES, task_path__in=paths)
             | Q(status=JobStatus.READY, task_path__in=paths)
             | Q(status=JobStatus.RUNNING, task_path__in=paths)
+        )
+
+    def with_argument_text(self, text):
+        """Select the jobs whose arguments or keyword arguments, as JSON,
+        contain `text`, any case (PostgreSQL: the trigram indexes answer)."""
+        text = text.upper()
+        return self.alias(**ARGUMENT_TEXTS).filter(
+            Q(args_text__contains=text) | Q(kwargs_text__contains=text)
         )
 
     def holding_keys(self, task_path, keys):

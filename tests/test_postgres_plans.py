@@ -248,3 +248,55 @@ def test_task_paths__reads_one_row_per_task(postgres_only):
     # Two probes per task (its own, and the one that finds the next), and
     # the last that finds none: never the table.
     assert rows_read(plan) <= 2 * 2 + 1
+
+
+def scans(plan):
+    """Every (node type, relation) of a plan."""
+    yield plan["Node Type"], plan.get("Relation Name")
+    for child in plan.get("Plans", []):
+        yield from scans(child)
+
+
+@pytest.mark.parametrize("kind", ["id", "task", "args", "kwargs"])
+def test_admin_search__of_each_kind_reads_no_sequential_scan_of_the_jobs(
+    postgres_only, staff_client, kind
+):
+    # 20,000 finished jobs, each with its own arguments; one to find.
+    now = timezone.now()
+    Job.objects.bulk_create(
+        Job(
+            task_path="tests.testapp.tasks.noop",
+            status=JobStatus.SUCCESSFUL,
+            args=[f"https://example.org/r{i}.git"],
+            kwargs={"n": i},
+            enqueued_at=now,
+            run_after=now,
+            finished_at=now,
+        )
+        for i in range(20_000)
+    )
+    job = make_job(
+        task_path="tests.testapp.tasks.rare",
+        args=["https://example.org/needle.git"],
+        kwargs={"customer": "acme-needle"},
+        status=JobStatus.FAILED,
+        finished_at=now,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    term = {
+        "id": str(job.pk)[:8],
+        "task": "rare",
+        "args": "NEEDLE.git",
+        "kwargs": "acme-needle",
+    }[kind]
+
+    with CaptureQueriesContext(connection) as queries:
+        listing = staff_client.get(reverse(CHANGELIST), {"q": term})
+
+    assert [j.pk for j in listing.context["cl"].result_list] == [job.pk]
+    on_jobs = [q["sql"] for q in queries.captured_queries if "jobs_job" in q["sql"]]
+    for sql in on_jobs:
+        plan = explain_analyze(sql, None)
+        assert ("Seq Scan", "jobs_job") not in set(scans(plan)), sql
+        assert rows_read(plan) <= 10, sql

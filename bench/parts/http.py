@@ -40,8 +40,10 @@ PRUNED_ROWS = 1_000_000
 RETENTION = {"JOB_CLEANUP_AGE": str(30 * 86_400_000)}
 
 # `--health-rows` finished jobs, 50 ms apart up to now, 1% of them failed and
-# one in 10,000 of a rarer task, in one statement. Column list as in
-# jobs/migrations/0001_initial.py.
+# one in 10,000 of a rarer task, each with its own argument (a URL naming
+# its number, for the argument search), in one statement. Column list as in
+# jobs/migrations/0001_initial.py, plus the NOT NULL columns added since
+# without a database default (0012's concurrency_key).
 FILL_SQL = """
 INSERT INTO jobs_job (
     id, task_path, queue_name, priority, status, args, kwargs, return_value,
@@ -52,7 +54,7 @@ SELECT gen_random_uuid(),
     CASE WHEN i %% 10000 = 7 THEN 'bench.djtasks.rare' ELSE 'bench.djtasks.noop' END,
     'default', 0,
     CASE WHEN i %% 100 = 0 THEN 'FAILED' ELSE 'SUCCESSFUL' END,
-    '[]', '{}', NULL,
+    jsonb_build_array('https://example.org/r' || i || '.git'), '{}', NULL,
     CASE WHEN i %% 100 = 0 THEN '[{"exception_class_path": "builtins.ValueError",
         "message": "bench", "traceback": "ValueError: bench\\n", "attempt": 3,
         "worker_id": "bench:1:abcdef", "failed_at": "2026-01-01T00:00:00+00:00"}]'

@@ -34,3 +34,17 @@ class AddIndexWithoutLocking(WithoutLocking, AddIndexConcurrently):
 
 class RemoveIndexWithoutLocking(WithoutLocking, RemoveIndexConcurrently):
     concurrent, plain = RemoveIndexConcurrently, RemoveIndex
+
+
+class AddPostgresIndexWithoutLocking(AddIndexConcurrently):
+    """CREATE INDEX CONCURRENTLY of an index only PostgreSQL has (a GIN index):
+    nothing elsewhere. Used inside `SeparateDatabaseAndState`, so the model's
+    state (shared with SQLite) never holds it."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)

@@ -6,6 +6,7 @@ cancel transitions of `jobs.core.interventions`, each behind its own permission.
 This module registers the console and wires its parts together: the list's
 filters (`admin_filters`), its capped count and id search (`admin_listing`),
 the columns and job page (`admin_display`), retry and cancel (`admin_actions`),
+retry or cancel of every matching job (`admin_bulk`),
 pausing queues from the dashboard (`admin_pauses`), the schedules page of
 recurring jobs (`admin_schedules`), the per-task table (`admin_tasks`).
 """
@@ -18,9 +19,10 @@ from django.urls import path
 from ..models import Job
 from . import dashboard
 from .admin_actions import JobActions
+from .admin_bulk import BulkActions
 from .admin_display import JobColumns, JobPageFields
 from .admin_filters import QueueFilter, StatusFilter, TaskFilter
-from .admin_listing import CappedPaginator, id_prefix_range, tasks_matching
+from .admin_listing import CappedPaginator, search
 from .admin_pauses import QueuePauses
 from .admin_schedules import ScheduleViews
 from .admin_tasks import TaskTableViews
@@ -28,6 +30,7 @@ from .admin_tasks import TaskTableViews
 
 @admin.register(Job)
 class JobAdmin(
+    BulkActions,
     QueuePauses,
     JobActions,
     ScheduleViews,
@@ -50,7 +53,9 @@ class JobAdmin(
     list_display_links = ["short_id"]
     list_filter = [StatusFilter, QueueFilter, TaskFilter]
     search_fields = ["task_path"]
-    search_help_text = "A job id (8+ characters) or part of a task path."
+    search_help_text = (
+        "A job id (8+ characters), part of a task path, or text in the arguments."
+    )
     ordering = ["-enqueued_at"]
     paginator = CappedPaginator
     list_per_page = 50
@@ -108,14 +113,9 @@ class JobAdmin(
         return False
 
     def get_search_results(self, request, queryset, search_term):
-        """Find a job by (the start of) its id, or else by part of its task
-        path: the matching paths first, then their rows by the task index."""
-        if not search_term.strip():
-            return queryset, False
-        ids = id_prefix_range(search_term.strip())
-        if ids:
-            return queryset.filter(pk__range=ids), False
-        return queryset.of_tasks(tasks_matching(search_term)), False
+        """Find jobs by (the start of) their id, words of their task path or
+        text in their arguments (`admin_listing.search`)."""
+        return search(queryset, search_term), False
 
     # --- Extra pages: the job page's buttons, the dashboard, schedules ----
 
@@ -126,6 +126,7 @@ class JobAdmin(
             *self.pause_urls(),
             *self.schedule_urls(),
             *self.task_table_urls(),
+            *self.bulk_urls(),
             path(
                 "<path:object_id>/retry/",
                 view(self.retry_view),

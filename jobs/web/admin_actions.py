@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from ..core import interventions
 from ..models import Job
+from . import audit
 
 
 class JobActions:
@@ -29,6 +30,7 @@ class JobActions:
     def retry_selected(self, request, queryset):
         refused = {}
         moved = interventions.retry_jobs(queryset, refused)
+        audit.jobs_changed(request.user, moved, "Retried in the console.")
         why = "only failed or cancelled jobs can be retried"
         text = f"Retried {plural(len(moved), 'job')}." + held_text(refused)
         text += skipped_text(queryset.exclude(pk__in=refused), moved, why)
@@ -39,6 +41,8 @@ class JobActions:
     @admin.action(description="Cancel selected jobs", permissions=["cancel"])
     def cancel_selected(self, request, queryset):
         cancelled, asked = interventions.cancel_jobs(queryset)
+        audit.jobs_changed(request.user, cancelled, "Cancelled in the console.")
+        audit.jobs_changed(request.user, asked, "Asked to stop in the console.")
         text = f"Cancelled {plural(len(cancelled), 'job')}."
         if asked:
             text += f" Asked {plural(len(asked), 'running job')} to stop."

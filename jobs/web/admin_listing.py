@@ -1,5 +1,6 @@
 """Keep the job list cheap on a large table: a capped count, search by id
-prefix or by task, and the tasks to offer, each an index walk."""
+prefix, by task or by argument text, and the tasks to offer, each an index
+walk."""
 
 from uuid import UUID
 
@@ -24,6 +25,45 @@ class CappedPaginator(Paginator):
     @property
     def capped(self):
         return self.count > self.cap
+
+
+# Argument text shorter than this is not searched: PostgreSQL's trigram index
+# cannot narrow a term of one or two characters, so it would read every row.
+ARGUMENT_TEXT_MIN = 3
+# SQLite has no trigram index: there the argument search reads only the
+# newest this many jobs (a bounded scan along the enqueued index).
+SQLITE_ARGUMENT_SCAN = 100_000
+
+
+def search(queryset, term):
+    """Select the jobs of `queryset` that `term` finds, by the first kind of
+    term it is: a job id or its first 8+ hex digits (a range on the primary
+    key); words of task paths (those paths, by the task index); else text in
+    the arguments (the trigram indexes on PostgreSQL)."""
+    term = term.strip()
+    if not term:
+        return queryset
+    ids = id_prefix_range(term)
+    if ids:
+        return queryset.filter(pk__range=ids)
+    tasks = tasks_matching(term)
+    if tasks:
+        return queryset.of_tasks(tasks)
+    if len(term) < ARGUMENT_TEXT_MIN:
+        return queryset.none()
+    if connection.vendor != "postgresql":
+        queryset = newest(queryset, SQLITE_ARGUMENT_SCAN)
+    return queryset.with_argument_text(term)
+
+
+def newest(queryset, count):
+    """Select the jobs of `queryset` among the newest `count` of the table."""
+    oldest = (
+        Job.objects.order_by("-enqueued_at")
+        .values_list("enqueued_at", flat=True)[count - 1 : count]
+        .first()
+    )
+    return queryset if oldest is None else queryset.filter(enqueued_at__gte=oldest)
 
 
 def id_prefix_range(term):

@@ -9,6 +9,7 @@ from django.urls import path, reverse
 
 from ..core import pausing
 from ..exceptions import UnknownQueue
+from . import audit
 
 PERMISSION = "jobs.pause_queue"
 
@@ -37,6 +38,8 @@ class QueuePauses:
     def pause_view(self, request, queue_name):
         def pause():
             _, paused = pausing.pause(queue_name, by=request.user.get_username())
+            if paused:
+                audit.queue_changed(request.user, queue_name, "Paused.")
             return (
                 f"Paused queue {queue_name}."
                 if paused
@@ -48,6 +51,7 @@ class QueuePauses:
     def resume_view(self, request, queue_name):
         def resume():
             if pausing.resume(queue_name):
+                audit.queue_changed(request.user, queue_name, "Resumed.")
                 return f"Resumed queue {queue_name}."
             return f"Queue {queue_name} was not paused."
 

@@ -16,6 +16,7 @@ from ..core import cron
 from ..core.guard import database_now
 from ..maintenance import recurring
 from ..models import Job, ScheduledRun, ScheduleState
+from . import audit
 
 # Each button: what it does, and what the message says when it did not.
 ACTIONS = {
@@ -95,7 +96,10 @@ class ScheduleViews:
         except LookupError as e:
             raise Http404(str(e)) from None
         if changed:
-            self.message_user(request, done.format(name=name), messages.SUCCESS)
+            message = done.format(name=name)
+            job = f" Job {changed.job_id}." if action == "run" else ""
+            audit.schedule_changed(request.user, name, message + job)
+            self.message_user(request, message, messages.SUCCESS)
         else:
             self.message_user(request, not_done.format(name=name), messages.WARNING)
         return redirect(reverse("admin:jobs_job_schedules"))

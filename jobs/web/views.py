@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from ..core import interventions
 from ..models import Job, JobStatus
+from . import audit
 
 
 def error(status, message):
@@ -87,7 +88,9 @@ def job_detail(request, job):
 @job_endpoint("retry_job")
 def job_retry(request, job):
     held = {}
-    if not interventions.retry_jobs([job], held):
+    moved = interventions.retry_jobs([job], held)
+    audit.jobs_changed(request.user, moved, "Retried through the job API.")
+    if not moved:
         if job.pk in held:
             return refused(
                 request,
@@ -103,6 +106,8 @@ def job_retry(request, job):
 @job_endpoint("cancel_job")
 def job_cancel(request, job):
     cancelled, asked = interventions.cancel_jobs([job])
+    audit.jobs_changed(request.user, cancelled, "Cancelled through the job API.")
+    audit.jobs_changed(request.user, asked, "Asked to stop through the job API.")
     if not (cancelled or asked):
         return refused(
             request, job, "Only waiting, delayed or running jobs can be cancelled."
