@@ -557,3 +557,18 @@ class TallyMark(models.Model):
 
     def __str__(self):
         return f"{self.name} counted to {self.counted_to}"
+
+
+class QueueDepth(models.Model):
+    """How many jobs waited (READY and due, every queue) in one minute, as
+    the maintenance sampled it (`maintenance.depth`): the rows of jobs keep
+    no past depth, and the dashboard's chart draws it."""
+
+    minute = models.DateTimeField(primary_key=True)
+    waiting = models.BigIntegerField()
+
+    class Meta:
+        default_permissions = ()  # written by the maintenance only
+
+    def __str__(self):
+        return f"{self.waiting} waiting at {self.minute}"

@@ -7,7 +7,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.models import Job, JobStatus, WorkerProcess
+from jobs import maintenance
+from jobs.maintenance import depth
+from jobs.models import Job, JobStatus, QueueDepth, WorkerProcess
 from jobs.web import dashboard
 
 from .helpers import make_failed_job, make_job
@@ -119,6 +121,51 @@ def test_dashboard_chart__counts_completed_failed_and_retried_per_bar(staff_clie
     assert week.context["chart"]["completed"] == 3
     assert chart["waiting"] == 1
     assert '<strong id="queue-depth">1</strong>' in day.text
+
+
+def test_dashboard_chart__draws_the_queue_depth_the_maintenance_sampled(
+    staff_client,
+):
+    # Three jobs wait (one more is delayed): the maintenance's sample says 3.
+    for _ in range(3):
+        make_job(status=JobStatus.READY)
+    make_job(status=JobStatus.READY, run_after=timezone.now() + timedelta(hours=1))
+    assert depth.sample_depth() is True
+    assert depth.sample_depth() is False  # one sample a minute
+    (sample,) = QueueDepth.objects.all()
+    assert sample.waiting == 3
+    # Earlier samples: 12 waiting 3 hours ago (a 24-minute bar of its own).
+    earlier = sample.minute - timedelta(hours=3)
+    QueueDepth.objects.create(minute=earlier, waiting=12)
+
+    day = staff_client.get(reverse("admin:jobs_job_dashboard"), {"range": "24h"})
+
+    chart = day.context["chart"]
+    assert chart["depth_peak"] == 12
+    assert len(chart["depth_points"].split()) == 2  # bars without a sample: none
+    labels = [bar["label"] for bar in chart["bars"]]
+    assert sum("up to 12 waiting" in label for label in labels) == 1
+    assert "up to 3 waiting" in labels[-1]
+    assert 'id="depth-line"' in day.text
+
+
+def test_queue_depth__is_sampled_by_the_maintenance():
+    make_job(status=JobStatus.READY)
+
+    assert maintenance.run_due_duties("w:1") is True  # it held the leader lock
+
+    assert list(QueueDepth.objects.values_list("waiting", flat=True)) == [1]
+
+
+def test_queue_depth__samples_older_than_the_longest_range_are_forgotten():
+    old = QueueDepth.objects.create(
+        minute=timezone.now() - depth.KEPT - timedelta(minutes=5), waiting=1
+    )
+
+    depth.sample_depth()
+
+    assert not QueueDepth.objects.filter(minute=old.minute).exists()
+    assert QueueDepth.objects.count() == 1
 
 
 def test_dashboard_chart__range_picker_links_and_keeps_the_range_on_refresh(

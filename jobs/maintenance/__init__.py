@@ -1,17 +1,27 @@
 """Maintenance duties, run by the workers themselves, one process at a time.
 
 One module per duty: `rescue`, `redispatch`, `dead_workers`, `prune`,
-`vacuum`, `recurring`, `tally`. Workers call `run_due_duties` on a timer; it runs
-every duty of `DUTIES` if this process holds the leader lock (`leader`), so
-with many workers one does the work at a time. The duties of `EVERY_WORKER`
-run in every worker, lock or not: the database itself lets one of them win
-(`recurring`: the unique scheduled time).
+`vacuum`, `recurring`, `tally`, `depth` (the queue depth over time). Workers
+call `run_due_duties` on a timer; it runs every duty of `DUTIES` if this
+process holds the leader lock (`leader`), so with many workers one does the
+work at a time. The duties of `EVERY_WORKER` run in every worker, lock or
+not: the database itself lets one of them win (`recurring`: the unique
+scheduled time).
 """
 
 import logging
 
 from .. import conf
-from . import dead_workers, prune, recurring, redispatch, rescue, tally, vacuum
+from . import (
+    dead_workers,
+    depth,
+    prune,
+    recurring,
+    redispatch,
+    rescue,
+    tally,
+    vacuum,
+)
 from .leader import MAINTENANCE, take_leader_lock
 
 logger = logging.getLogger("jobs.maintenance")
@@ -24,6 +34,7 @@ DUTIES = [
     prune.prune,
     prune.prune_schedule_history,
     vacuum.vacuum_when_dead_rows_pile_up,
+    depth.sample_depth,
 ]
 
 

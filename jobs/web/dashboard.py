@@ -7,7 +7,15 @@ from django.db.models import Count, F, Sum
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
-from ..models import BUCKETS, Job, JobStatus, QueuePause, WorkerProcess, bucket_filters
+from ..models import (
+    BUCKETS,
+    Job,
+    JobStatus,
+    QueueDepth,
+    QueuePause,
+    WorkerProcess,
+    bucket_filters,
+)
 
 # The chart's ranges: (length, the Trunc its query groups by, one bar),
 # about 60 bars each; a 24-minute bar adds up 24 minutes of the query's.
@@ -133,14 +141,47 @@ def row_bound(finished):
     return newest[MAX_CHART_ROWS - 1]
 
 
+def depth_per_interval(now, span):
+    """The most jobs waiting in each bar of the range `span`, from the
+    maintenance's samples (`maintenance.depth`, one a minute); None for a
+    bar without one."""
+    length, _, bar = span
+    start = trunc_to(now - length + bar, bar)
+    count = round(length / bar)
+    depths = [None] * count
+    samples = QueueDepth.objects.filter(minute__gte=start).values_list(
+        "minute", "waiting"
+    )
+    for minute, waiting in samples:
+        index = int((minute - start) / bar)
+        if 0 <= index < count:
+            depths[index] = max(depths[index] or 0, waiting)
+    return depths
+
+
+def depth_line(depths, slot):
+    """The queue depth as SVG polyline points over the bars' centres, on a
+    scale of its own (its peak at the top); bars without a sample are left
+    out."""
+    peak = max((d for d in depths if d is not None), default=0) or 1
+    points = [
+        f"{i * slot + slot / 2:.1f},{CHART_HEIGHT - d / peak * CHART_HEIGHT:.1f}"
+        for i, d in enumerate(depths)
+        if d is not None
+    ]
+    return " ".join(points), peak
+
+
 def chart(now, range_name=DEFAULT_RANGE, waiting=0):
     """Lay out stacked bars (completed, failed, retried) per interval of the
-    range, as SVG shapes."""
+    range, and the queue depth as a line, as SVG shapes."""
     bars, cutoff = per_interval(now, RANGES[range_name])
+    depths = depth_per_interval(now, RANGES[range_name])
     totals = [b["completed"] + b["failed"] + b["retried"] for b in bars]
     peak = max(totals, default=0) or 1
     slot = CHART_WIDTH / len(bars)
     label = "%H:%M" if RANGES[range_name][2] < timedelta(hours=1) else "%a %H:%M"
+    depth_points, depth_peak = depth_line(depths, slot)
     shapes = []
     for i, bar in enumerate(bars):
         bottom = CHART_HEIGHT
@@ -155,7 +196,8 @@ def chart(now, range_name=DEFAULT_RANGE, waiting=0):
                 "width": round(max(slot - 2, 1), 1),
                 "segments": segments,
                 "label": f"{bar['start']:{label}} UTC: {bar['completed']} completed,"
-                f" {bar['failed']} failed, {bar['retried']} retried",
+                f" {bar['failed']} failed, {bar['retried']} retried"
+                + ("" if depths[i] is None else f", up to {depths[i]} waiting"),
             }
         )
     return {
@@ -169,6 +211,8 @@ def chart(now, range_name=DEFAULT_RANGE, waiting=0):
         "cutoff": cutoff,
         "max_rows": MAX_CHART_ROWS,
         "waiting": waiting,
+        "depth_points": depth_points,
+        "depth_peak": depth_peak,
         **{
             key: sum(b[key] for b in bars) for key in ("completed", "failed", "retried")
         },
