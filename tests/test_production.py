@@ -75,6 +75,17 @@ def test_render__every_command_names_a_command_that_exists(blueprint):
     assert resolve(web["healthCheckPath"]).url_name == "health"
 
 
+def test_render__builds_compile_bytecode_so_no_process_compiles_at_start(blueprint):
+    # Without compiled bytecode every new process (a worker, each gunicorn
+    # process) compiles the project and its libraries before its first job
+    # or request.
+    for kind in ("web", "worker"):
+        assert (
+            "uv sync --locked --no-dev --compile-bytecode"
+            in (service(blueprint, kind)["buildCommand"])
+        )
+
+
 def test_render__web_and_worker_get_every_production_variable(blueprint):
     needed = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DJANGO_ENV"}
     needed |= {"JOB_CONCURRENCY", "JOB_MAX_ATTEMPTS", "JOB_CLEANUP_AGE"}
