@@ -412,6 +412,10 @@ class WorkerProcess(models.Model):
     # notifications did not reach its LISTEN (it polls). None: not known yet,
     # or a worker that does not listen.
     hears_notify = models.BooleanField(null=True, default=None)
+    # How far this worker's clock is ahead of the database's (negative:
+    # behind), as of its last heartbeat: the times it writes itself
+    # (`finished_at`) are off by this much. None: not measured yet.
+    clock_ahead = models.DurationField(null=True, blank=True)
 
     objects = WorkerProcessQuerySet.as_manager()
 

@@ -5,8 +5,10 @@ import socket
 from functools import cache
 from pathlib import Path
 
+from django.db.models import DateTimeField, Value
 from django.utils import timezone
 
+from .expressions import DatabaseNow
 from .models import WorkerProcess
 
 
@@ -26,14 +28,22 @@ def register(worker_id, kind, queues, concurrency):
             "last_heartbeat_at": now,
         },
     )
+    WorkerProcess.objects.filter(id=worker_id).update(clock_ahead=ahead_of(now))
 
 
 def report_alive(worker_id, hears_notify=None):
     """Say this worker is alive, and whether NOTIFY reaches it; return 0 if
     its row was pruned (register again)."""
+    now = timezone.now()
     return WorkerProcess.objects.filter(id=worker_id).update(
-        last_heartbeat_at=timezone.now(), hears_notify=hears_notify
+        last_heartbeat_at=now, hears_notify=hears_notify, clock_ahead=ahead_of(now)
     )
+
+
+def ahead_of(now):
+    """How far `now`, read from this host's clock, is ahead of the
+    database's clock in the statement that writes it."""
+    return Value(now, output_field=DateTimeField()) - DatabaseNow()
 
 
 def unregister(worker_id):

@@ -12,7 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from jobs.core import interventions, pausing
 from jobs.maintenance import prune as pruning
 from jobs.maintenance import tally
-from jobs.models import DURATION_BUCKETS, Job, JobStatus, TallyMark, TaskTally
+from jobs.models import (
+    DURATION_BUCKETS,
+    Job,
+    JobStatus,
+    TallyMark,
+    TaskTally,
+    WorkerProcess,
+)
 from tests.testapp import tasks
 
 from .helpers import make_job, make_worker, wait_for
@@ -207,6 +214,37 @@ def test_tally__leaves_rows_inside_the_lag_for_the_next_turn(settings):
 
     settings.JOB_METRICS_LAG_SECONDS = 0.0
     assert tally.advance_tally() == 1
+
+
+@pytest.mark.django_db
+def test_tally__waits_for_the_rows_of_a_worker_whose_clock_is_behind(settings):
+    # A registered worker's clock is 10 s behind the database's: the rows it
+    # finishes say 10 s earlier than the database's clock when they commit.
+    settings.JOB_METRICS_LAG_SECONDS = 1.0
+    WorkerProcess.objects.create(
+        id="h:1:a", kind="database", hostname="h", pid=1, clock_ahead=-timedelta(10)
+    )
+    tally.advance_tally()
+    eight_ago = timezone.now() - timedelta(seconds=8)
+    make_job(
+        status=JobStatus.SUCCESSFUL,
+        last_attempted_at=eight_ago - timedelta(seconds=0.02),
+        finished_at=eight_ago,
+    )
+
+    assert tally.advance_tally() == 0  # its finish time is not behind the mark
+    WorkerProcess.objects.all().delete()  # the worker is gone
+    assert tally.advance_tally() == 1  # counted, not skipped
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat__measures_how_far_a_worker_clock_is_off(postgres_only, start_worker):
+    start_worker("--concurrency", "1", faketime="-20s")
+    measured = WorkerProcess.objects.filter(clock_ahead__isnull=False)
+    wait_for(measured.exists, message="the skewed worker to register")
+
+    (worker,) = measured
+    assert -21 < worker.clock_ahead.total_seconds() < -19
 
 
 @pytest.mark.django_db

@@ -6,7 +6,6 @@ from django.db.models import (
     F,
     QuerySet,
 )
-from django.utils import timezone
 
 from .. import conf
 from ..exceptions import TaskNotFound
@@ -104,7 +103,7 @@ def cancel_jobs(jobs):
     CANCELLED. Return (cancelled jobs, jobs asked to stop)."""
     pks = primary_keys(jobs)
     cancelled = Job.objects.filter(pk__in=pks, status=JobStatus.READY).update_returning(
-        status=JobStatus.CANCELLED, finished_at=timezone.now()
+        status=JobStatus.CANCELLED, finished_at=DatabaseNow()
     )
     asked = Job.objects.filter(
         pk__in=pks, status=JobStatus.RUNNING, cancel_requested=False

@@ -2,7 +2,9 @@
 /metrics (`models.TaskTally`), advanced from the rows.
 
 Each turn counts the rows that finished after the mark (`TallyMark`) and up
-to the database's clock less JOB_METRICS_LAG_SECONDS, adds them to the
+to the database's clock less JOB_METRICS_LAG_SECONDS, and less how far the
+registered worker whose clock is furthest behind the database's is behind it
+(each heartbeat measures it: `WorkerProcess.clock_ahead`), adds them to the
 totals and moves the mark, in one transaction whose first statement moves
 the mark only from where this turn read it: a second maintainer counting at
 the same time waits for that row, then moves nothing and adds nothing, so no
@@ -14,7 +16,15 @@ deletes only counted rows (`Job.objects.tallied`), so totals never go down.
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import (
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Min,
+    Q,
+    Sum,
+)
 
 from .. import conf
 from ..core.guard import database_now
@@ -26,6 +36,7 @@ from ..models import (
     JobStatus,
     TallyMark,
     TaskTally,
+    WorkerProcess,
 )
 
 # A run's duration is from its last attempt's start to its finish; rows that
@@ -46,7 +57,8 @@ def advance_tally():
     many rows were counted (0 when another maintainer moved the mark first)."""
     db = TallyMark.objects.db
     now = database_now()
-    upto = now - timedelta(seconds=conf.get("JOB_METRICS_LAG_SECONDS"))
+    lag = timedelta(seconds=conf.get("JOB_METRICS_LAG_SECONDS"))
+    upto = now - lag - furthest_behind()
     mark, created = TallyMark.objects.get_or_create(
         name=TALLY_MARK, defaults={"counted_to": upto, "counted_at": now}
     )
@@ -64,6 +76,15 @@ def advance_tally():
             finished_at__lte=upto,
         ).order_by()
         return add_to_totals(totals(window))
+
+
+def furthest_behind():
+    """How far behind the database's clock the registered worker whose
+    clock is furthest behind it is (0: none is). A worker writes
+    `finished_at` from its own clock, so the mark waits that much longer
+    for its rows."""
+    ahead = WorkerProcess.objects.aggregate(least=Min("clock_ahead"))["least"]
+    return max(-ahead, timedelta(0)) if ahead is not None else timedelta(0)
 
 
 def totals(window):
