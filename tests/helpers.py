@@ -252,3 +252,21 @@ def status_of(result):
 
 def in_the_past(seconds=60):
     return timezone.now() - timedelta(seconds=seconds)
+
+
+def sessions_waiting_for_a_lock(wait_event=None):
+    """How many other sessions of this database wait for a lock (PostgreSQL),
+    of the kind `wait_event` names (`advisory`, `transactionid`, ...; None:
+    any)."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        " AND pid <> pg_backend_pid()"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        if wait_event is None:
+            cursor.execute(sql)
+        else:
+            cursor.execute(sql + " AND wait_event = %s", [wait_event])
+        return cursor.fetchone()[0]

@@ -16,7 +16,7 @@ from jobs.exceptions import InvalidTaskArguments, WorkerLost
 from jobs.maintenance import rescue
 from jobs.models import Job, JobStatus, QueuePause
 
-from .helpers import make_job, wait_for
+from .helpers import make_job, sessions_waiting_for_a_lock, wait_for
 from .testapp import tasks
 
 pytestmark = pytest.mark.django_db
@@ -252,21 +252,14 @@ def test_claim_keyed__a_second_claimer_waits_for_the_first_then_counts_its_claim
         assert len(hot_path.claim_keyed(None, 2, "w1", "w1:1")) == 2
         thread = threading.Thread(target=second_claimer)
         thread.start()
-        wait_for(waits_for_a_key, message="the second claimer to wait for the key")
+        wait_for(
+            lambda: sessions_waiting_for_a_lock("advisory") == 1,
+            message="the second claimer to wait for the key",
+        )
     thread.join()
 
     assert second["jobs"] == []
     assert running("hot") == 2
-
-
-def waits_for_a_key():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
-        )
-        return cursor.fetchone()[0] == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,7 +5,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,7 +22,7 @@ from jobs.models import (
 )
 from tests.testapp import tasks
 
-from .helpers import make_job, make_worker, wait_for
+from .helpers import make_job, make_worker, sessions_waiting_for_a_lock, wait_for
 
 TOKEN = "s3cret-metrics-token"
 AUTH = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
@@ -357,7 +357,7 @@ def test_tally__two_maintainers_at_once_count_each_row_once(postgres_only, setti
         tally.totals = counting
         second = threading.Thread(target=maintain, args=("second",))
         second.start()
-        wait_for(blocked_on_a_lock, message="the second maintainer to wait")
+        wait_for(sessions_waiting_for_a_lock, message="the second maintainer to wait")
         go_on.set()
         first.join(60)
         second.join(60)
@@ -367,15 +367,6 @@ def test_tally__two_maintainers_at_once_count_each_row_once(postgres_only, setti
 
     assert results == {"first": 5, "second": 0}
     assert TaskTally.objects.get().succeeded == 5
-
-
-def blocked_on_a_lock():
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0] > 0
 
 
 # Two real workers

@@ -24,7 +24,7 @@ from jobs.notify import pusher
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import CHANGELIST, drain_rq, wait_for
+from .helpers import CHANGELIST, drain_rq, sessions_waiting_for_a_lock, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -442,17 +442,6 @@ ENQUEUE_IN_PROCESS = (
 )
 
 
-def waiting_on_locks():
-    """How many other sessions wait for a lock (PostgreSQL)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0]
-
-
 def printed_ids(process):
     assert process.wait(timeout=120) == 0, process.output()
     return [line.split()[1] for line in process.output().splitlines() if "ID " in line]
@@ -471,7 +460,7 @@ def test_race__two_processes_wait_for_an_uncommitted_holder_of_the_key(
                 for _ in range(2)
             ]
             # The unique index makes both INSERTs wait for this transaction.
-            wait_for(lambda: waiting_on_locks() == 2, message="both to wait")
+            wait_for(lambda: sessions_waiting_for_a_lock() == 2, message="both to wait")
             if outcome == "rollback":
                 raise RuntimeError
 
