@@ -63,7 +63,8 @@ class JobsCollector:
         now = timezone.now()
         workers = list(WorkerProcess.objects.alive(now).values("kind", "queues"))
         tallies = list(TaskTally.objects.order_by("task_path", "queue_name"))
-        yield from queue_metrics(now, queue_names(workers, tallies))
+        paused = set(QueuePause.objects.values_list("queue_name", flat=True))
+        yield from queue_metrics(now, queue_names(workers, tallies, paused), paused)
         yield from worker_metrics(workers)
         yield from tally_metrics(tallies)
         yield from maintenance_metrics()
@@ -73,22 +74,21 @@ class JobsCollector:
             yield up
 
 
-def queue_names(workers, tallies):
+def queue_names(workers, tallies, paused):
     """The queues shown: configured, paused, listened to, or with totals."""
     return sorted(
         {
             *getattr(settings, "JOB_QUEUES", ["default"]),
-            *QueuePause.objects.values_list("queue_name", flat=True),
+            *paused,
             *(name for worker in workers for name in worker["queues"]),
             *(tally.queue_name for tally in tallies),
         }
     )
 
 
-def queue_metrics(now, names):
+def queue_metrics(now, names, paused):
     exact = conf.get("JOB_HEALTH_EXACT_COUNT")
     filters = bucket_filters(now)
-    paused = set(QueuePause.objects.values_list("queue_name", flat=True))
     gauges = {
         bucket: GaugeMetricFamily(name, text, labels=["queue"])
         for bucket, (name, text) in QUEUE_GAUGES.items()
