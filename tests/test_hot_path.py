@@ -128,6 +128,21 @@ def test_claim__by_id_takes_that_job_only_when_due_and_ready(form):
     assert Job.objects.get(pk=other.pk).status == JobStatus.READY
 
 
+def test_claim__by_ids_takes_those_of_them_that_are_due_and_ready(form):
+    low, high, taken = make_job(priority=-1), make_job(priority=3), make_job()
+    delayed = make_job(run_after=timezone.now() + timedelta(hours=1))
+    other = make_job()
+    claim(form, job_id=taken.pk, token="w:0")
+    ids = [low.pk, taken.pk, delayed.pk, high.pk]
+
+    jobs, _ = claim(form, limit=len(ids), job_id=ids)
+
+    assert {job.pk for job in jobs} == {high.pk, low.pk}
+    assert {job.lease_token for job in jobs} == {"w:1:x:1"}
+    assert Job.objects.get(pk=other.pk).status == JobStatus.READY
+    assert Job.objects.get(pk=delayed.pk).status == JobStatus.READY
+
+
 @pytest.mark.parametrize(
     "queues", [["default"], ["default", "other"], None], ids=["one", "many", "any"]
 )

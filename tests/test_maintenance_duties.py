@@ -155,7 +155,7 @@ def claim_rows_read():
     """Rows of the job table the claim prepared on this connection reads, run
     under EXPLAIN ANALYZE with its plan as cached. It claims a job: a rollback
     would make psycopg deallocate the prepared statements."""
-    sql = hot_path.claim_sql(hot_path.queue_filters(["default"])[0], False)
+    sql = hot_path.claim_sql(hot_path.queue_filters(["default"])[0], None)
     names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
     values = {"queue": "default", "limit": 1, "worker_id": "w", "token": "w:x"}
     values["lease_seconds"] = 60.0

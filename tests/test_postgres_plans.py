@@ -105,7 +105,7 @@ def explain_claim(queues, job_id=None):
     filters, params = hot_path.queue_filters(queues)
     params |= {"worker_id": "w", "token": "w:1", "lease_seconds": 60.0}
     params |= {"limit": 1 if job_id else 10, "job_id": job_id}
-    return explain_analyze(hot_path.claim_sql(filters, job_id is not None), params)
+    return explain_analyze(hot_path.claim_sql(filters, job_id and "id"), params)
 
 
 def indexes_used(plan):

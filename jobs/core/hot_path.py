@@ -28,7 +28,8 @@ def claim(queues, limit, worker_id, token, job_id=None):
     """Claim up to `limit` due jobs of `queues` (None: any): READY -> RUNNING.
 
     Each claimed row counts one more attempt, records `worker_id` and carries
-    `token` and a fresh lease. Returns the claimed jobs, highest priority first.
+    `token` and a fresh lease. With `job_id` (an id, or a list of ids) only
+    that row, or those, are claimed. Returns the claimed jobs, highest priority first.
     """
     return claim_recording(queues, limit, worker_id, token, job_id)[0]
 
@@ -47,7 +48,9 @@ def claim_with_orm(queues, limit, worker_id, token, job_id=None, successes=()):
     recorded = record_successes_with_orm(successes) if successes else {}
     candidates = Job.objects.claimable(queues, DatabaseNow())
     if job_id is not None:
-        candidates = candidates.filter(pk=job_id)
+        candidates = candidates.filter(
+            pk__in=job_id if isinstance(job_id, list) else [job_id]
+        )
     # The selected rows stay locked until this short transaction commits;
     # other claimers skip them. The ids are fetched first on purpose: inside
     # `UPDATE ... WHERE id IN (SELECT ... LIMIT n SKIP LOCKED)` PostgreSQL may
@@ -123,6 +126,10 @@ picked AS MATERIALIZED (
 # primary key instead.
 DUE_IN_ORDER = "status = 'READY' AND concurrency_key = ''"
 DUE_BY_ID = "id = %(job_id)s AND (status = 'READY') IS TRUE AND concurrency_key = ''"
+# Several ids: a batch of them in one RQ job. (One id keeps `=`, whose
+# prepared statement PostgreSQL soon runs with its generic plan; with
+# `ANY(...)` it plans each run anew.)
+DUE_BY_IDS = DUE_BY_ID.replace("id = %(job_id)s", "id = ANY(%(job_ids)s::uuid[])")
 # Not paused. For one queue the test does not depend on the row, and
 # PostgreSQL runs it once before the scan: a paused queue costs its worker
 # no scan at all. Otherwise the paused queues are read once and each row's
@@ -138,9 +145,11 @@ CLAIM = "".join(["WITH ", PICK_AND_CLAIM, "SELECT * FROM claimed"])
 def claim_with_sql(queues, limit, worker_id, token, job_id=None, successes=()):
     """The claim as one statement, which records `successes` too."""
     filters, params = claim_filters(queues, limit, worker_id, token)
-    by_id = job_id is not None
-    if by_id:
+    by_id = None if job_id is None else "ids" if isinstance(job_id, list) else "id"
+    if by_id == "id":
         params["job_id"] = job_id
+    elif by_id == "ids":
+        params["job_ids"] = [str(pk) for pk in job_id]
     connection = connections[Job.objects.db]
     with bound_cursor(connection) as cursor:
         if not successes:
@@ -181,9 +190,10 @@ def claim_filters(queues, limit, worker_id, token):
 
 @cache
 def claim_sql(filters, by_id, done=None):
-    """The claim statement; with `done` (a `done_kind`) it records runs too."""
+    """The claim statement, of due jobs in order or (`by_id` "id" or "ids")
+    of the rows named; with `done` (a `done_kind`) it records runs too."""
     columns = ", ".join(f"job.{field.column}" for field in Job._meta.concrete_fields)
-    due = DUE_BY_ID if by_id else DUE_IN_ORDER
+    due = {"id": DUE_BY_ID, "ids": DUE_BY_IDS, None: DUE_IN_ORDER}[by_id]
     if done is None:
         return CLAIM.format(due=due, filters=filters, columns=columns)
     return CLAIM_AFTER_SUCCESSES.format(
