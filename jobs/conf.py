@@ -36,6 +36,8 @@ DEFAULTS = {
     # A direct PostgreSQL URL for LISTEN only, when DATABASE_URL goes through
     # a pooler in transaction mode ("": LISTEN on DATABASE_URL).
     "JOB_LISTEN_DATABASE_URL": "",
+    # Most due jobs one RQ job carries (one fork and RQ's bookkeeping each).
+    "JOB_RQ_BATCH": 20,
     "JOB_RQ_RESULT_TTL": 60,  # seconds RQ keeps a finished RQ job (not the row)
     "JOB_CLEANUP_AGE": 86_400_000,  # ms: finished jobs are pruned after a day
     "JOB_FAILED_CLEANUP_AGE": 604_800_000,  # ms: failed jobs are kept a week

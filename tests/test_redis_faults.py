@@ -14,7 +14,7 @@ from rq.job import Job as RQJob
 
 from jobs.maintenance import redispatch
 from jobs.models import Job, JobStatus
-from jobs.notify import pusher
+from jobs.notify import pusher, rq_push
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -68,7 +68,8 @@ def test_flushall_after_enqueue__jobs_are_pushed_again(redis_server, start_rqwor
     with transaction.atomic():
         results = [tasks.record_run.enqueue(f"flushed-{i}") for i in range(20)]
     assert pusher.pusher.flush(timeout=10)
-    assert redis_server.client().llen("rq:queue:default") == 20
+    rows = list(Job.objects.filter(pk__in=[result.id for result in results]))
+    assert rq_push.missing_from_redis(rows) == []
 
     redis_server.flush()  # FLUSHALL
     worker = start_rqworker()
@@ -76,6 +77,24 @@ def test_flushall_after_enqueue__jobs_are_pushed_again(redis_server, start_rqwor
     wait_for(lambda: all_succeeded(results), timeout=60, message="re-dispatch")
     assert Run.objects.count() == 20
     assert "re-dispatched" in worker.output()
+
+
+def test_rows_of_a_batch__missing_from_redis_only_once_their_batch_ended(
+    redis_dispatch, redis_server
+):
+    with transaction.atomic():
+        results = tasks.record_run.enqueue_many([((f"b-{i}",), {}) for i in range(3)])
+    assert pusher.pusher.flush(timeout=10)
+    rows = list(Job.objects.filter(pk__in=[result.id for result in results]))
+    client = redis_server.client()
+    assert client.llen("rq:queue:default") == 1
+    assert rq_push.missing_from_redis(rows) == []
+
+    RQJob.fetch(f"{results[0].id}-0", connection=client).set_status("failed")
+
+    assert {str(job.pk) for job in rq_push.missing_from_redis(rows)} == {
+        result.id for result in results
+    }
 
 
 def test_rq_job_ended_without_running_its_row__row_is_pushed_again(

@@ -16,6 +16,7 @@ from django.db import transaction
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
+from jobs import conf
 from jobs.models import Job, JobStatus
 from jobs.notify import pusher, rq_push
 from tests.testapp import tasks
@@ -25,6 +26,11 @@ from .contract import BackendContract
 from .helpers import ROOT, command_environment, drain_rq, status_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def fetch_rq_job(redis_server, rq_id):
+    client = redis_server.client()
+    return RQJob.fetch(rq_id, connection=client, serializer=JSONSerializer)
 
 
 class TestRedisQueue(BackendContract):
@@ -57,36 +63,38 @@ class TestRedisQueue(BackendContract):
         ]
         assert client.lrange("rq:queue:default.low", 0, -1) == [f"{low.id}-0".encode()]
 
-    def test_enqueue_many__pushes_every_job_after_commit(self, redis_server):
+    def test_enqueue_many__pushes_batches_of_rows_in_order_after_commit(
+        self, redis_server
+    ):
+        size = conf.get("JOB_RQ_BATCH")
         with transaction.atomic():
-            results = tasks.add.enqueue_many([((i, i), {}) for i in range(100)])
+            results = tasks.add.enqueue_many(
+                [((i, i), {}) for i in range(2 * size + 1)]
+            )
             assert redis_server.client().llen("rq:queue:default") == 0
 
         assert pusher.pusher.flush(timeout=10)
+        ids = [result.id for result in results]
+        batches = [ids[:size], ids[size : 2 * size], ids[2 * size :]]
         queued = redis_server.client().lrange("rq:queue:default", 0, -1)
-        assert queued == [f"{result.id}-0".encode() for result in results]
+        assert queued == [f"{batch[0]}-0".encode() for batch in batches]
+        # JSON: the arguments read back as a list.
+        assert [fetch_rq_job(redis_server, q.decode()).args for q in queued] == batches
 
-    def test_enqueue_many__every_rq_job_names_its_own_row(self, redis_server):
+    def test_enqueue_many__an_rq_job_names_its_rows_and_their_task(self, redis_server):
         results = tasks.add.enqueue_many([((i, i), {}) for i in range(3)])
         assert pusher.pusher.flush(timeout=10)
 
-        client = redis_server.client()
-        rq_jobs = [
-            RQJob.fetch(f"{result.id}-0", connection=client, serializer=JSONSerializer)
-            for result in results
-        ]
-        # JSON: the arguments read back as a list.
-        assert [rq_job.args for rq_job in rq_jobs] == [[r.id] for r in results]
-        assert [rq_job.description for rq_job in rq_jobs] == [
-            f"{tasks.add.module_path} {result.id}" for result in results
-        ]
-        for rq_job in rq_jobs:
-            assert rq_job.func_name == rq_push.RQ_FUNCTION
-            assert (rq_job.origin, rq_job.get_status()) == ("default", "queued")
-            assert (rq_job.timeout, rq_job.result_ttl) == (
-                rq_jobs[0].timeout,
-                rq_jobs[0].result_ttl,
-            )
+        rq_job = fetch_rq_job(redis_server, f"{results[0].id}-0")
+        assert rq_job.args == [result.id for result in results]
+        assert (
+            rq_job.description == f"{tasks.add.module_path} {results[0].id} and 2 more"
+        )
+        assert rq_job.func_name == rq_push.RQ_FUNCTION
+        assert (rq_job.origin, rq_job.get_status()) == ("default", "queued")
+        assert rq_job.timeout == -1 and rq_job.result_ttl == conf.get(
+            "JOB_RQ_RESULT_TTL"
+        )
 
         drain_rq()
         done = Job.objects.filter(pk__in=[result.id for result in results])
@@ -95,6 +103,27 @@ class TestRedisQueue(BackendContract):
             (JobStatus.SUCCESSFUL, 2),
             (JobStatus.SUCCESSFUL, 4),
         ]
+
+    def test_push__a_job_with_a_timeout_or_a_key_has_an_rq_job_of_its_own(
+        self, redis_server
+    ):
+        first, second = tasks.add.enqueue(1, 1), tasks.add.enqueue(2, 2)
+        timed = tasks.add.using(timeout=30).enqueue(3, 3)
+        keyed = tasks.per_customer.enqueue(customer_id=1, name="k", seconds=0)
+        last = tasks.add.enqueue(4, 4)
+        assert pusher.pusher.flush(timeout=10)
+        redis_server.flush()
+        ids = [first.id, second.id, timed.id, keyed.id, last.id]
+        rows = sorted(
+            Job.objects.filter(pk__in=ids), key=lambda job: ids.index(str(job.pk))
+        )
+
+        assert rq_push.push(rows) == 5
+
+        queued = redis_server.client().lrange("rq:queue:default", 0, -1)
+        carried = [fetch_rq_job(redis_server, q.decode()).args for q in queued]
+        assert carried == [[first.id, second.id], [timed.id], [keyed.id], [last.id]]
+        assert fetch_rq_job(redis_server, f"{timed.id}-0").timeout == 30
 
     def test_enqueue__rolled_back_pushes_nothing(self, redis_server):
         with pytest.raises(ZeroDivisionError), transaction.atomic():

@@ -112,3 +112,76 @@ def test_simple_rqworker__records_a_success_before_it_waits_for_more(
     assert Job.objects.get(pk=result.id).return_value == 5
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
+
+
+FORKING = "jobs.rqworker.workers.JobsWorker"
+
+
+def push_as_one_batch(redis_server, results):
+    """Push the rows of `results` in one RQ job (nothing else in Redis)."""
+    assert pusher.pusher.flush(timeout=10)
+    redis_server.flush()
+    rows = [Job.objects.get(pk=result.id) for result in results]
+    assert rq_push.push(rows) == len(rows)
+    assert redis_server.client().llen("rq:queue:default") == 1
+
+
+def test_forking_rqworker__a_batch_runs_in_one_horse_each_job_once_in_order(
+    start_rqworker, redis_server
+):
+    results = [tasks.record_run.enqueue(f"batched-{i}") for i in range(5)]
+    push_as_one_batch(redis_server, results)
+
+    worker = start_rqworker("--burst", "--worker-class", FORKING)
+    assert worker.wait(timeout=60) == 0, worker.output()[-3000:]
+
+    rows = Job.objects.filter(pk__in=[result.id for result in results])
+    assert {(row.status, row.attempts) for row in rows} == {(JobStatus.SUCCESSFUL, 1)}
+    runs = Run.objects.order_by("pk")
+    assert [run.key for run in runs] == [f"batched-{i}" for i in range(5)]
+    (horse,) = {run.pid for run in runs}
+    assert horse != worker.pid
+
+
+def test_forking_rqworker__a_job_that_ends_its_horse__charged_alone_and_at_once(
+    start_rqworker, redis_server
+):
+    before = tasks.record_run.enqueue("before-the-crash")
+    poison = tasks.end_process.enqueue()  # max_attempts=2
+    after = tasks.record_run.enqueue("after-the-crash")
+    push_as_one_batch(redis_server, [before, poison, after])
+
+    worker = start_rqworker("--worker-class", FORKING)
+    wait_for(lambda: status_of(poison) == JobStatus.FAILED, message="both attempts")
+    wait_for(lambda: status_of(after) == JobStatus.SUCCESSFUL, message="the rest")
+
+    crashed = Job.objects.get(pk=poison.id)
+    assert crashed.attempts == 2
+    assert [e["message"] for e in crashed.errors] == [
+        "The work horse running this job died."
+    ] * 2
+    # The job before it was recorded; the one after went back uncharged.
+    for result in (before, after):
+        job = Job.objects.get(pk=result.id)
+        assert (job.status, job.attempts, job.errors) == (JobStatus.SUCCESSFUL, 1, [])
+    assert Run.objects.count() == 2
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
+
+
+def test_forking_rqworker__sigterm_mid_batch__ends_the_job_in_hand_gives_back_rest(
+    start_rqworker, redis_server
+):
+    in_hand = tasks.report_then_wait.enqueue(1.0)
+    rest = [tasks.record_run.enqueue(f"given-back-{i}") for i in range(3)]
+    push_as_one_batch(redis_server, [in_hand, *rest])
+    worker = start_rqworker("--worker-class", FORKING)
+    wait_for(lambda: Job.objects.get(pk=in_hand.id).progress == 50, message="first job")
+
+    worker.signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
+    assert status_of(in_hand) == JobStatus.SUCCESSFUL
+    given_back = Job.objects.filter(pk__in=[result.id for result in rest])
+    assert {(job.status, job.attempts) for job in given_back} == {(JobStatus.READY, 0)}
+    assert not Run.objects.exists()

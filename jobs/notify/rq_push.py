@@ -38,8 +38,42 @@ def redis_enabled():
     return bool(settings.REDIS_URL)
 
 
+# Rows that ride in a batch: row id -> the id of the RQ job that carries
+# them. The worker that takes the batch deletes its rows' entries.
+BATCHED = "jobs:rq:batched"
+
+
+def batchable(job):
+    """Say whether `job` may share an RQ job with others: one with a timeout
+    keeps its own (RQ's timeout is per RQ job), and so does one with a
+    concurrency key (its claim waits for a free slot of its key)."""
+    return not job.timeout and not job.concurrency_key
+
+
+def batches(jobs, size):
+    """Split `jobs` (due, of one RQ queue) into the job lists of RQ jobs, in
+    order: runs of batchable jobs in lists of up to `size`, others alone."""
+    groups, run = [], []
+    for job in jobs:
+        if batchable(job):
+            run.append(job)
+            if len(run) < size:
+                continue
+        if run:
+            groups.append(run)
+            run = []
+        if not batchable(job):
+            groups.append([job])
+    return [*groups, run] if run else groups
+
+
 def push(jobs):
-    """Push `jobs` to RQ in one pipeline; return how many were pushed."""
+    """Push `jobs` to RQ in one pipeline; return how many were pushed.
+
+    Due jobs of one RQ queue go in batches of up to JOB_RQ_BATCH per RQ job,
+    so a worker pays RQ's bookkeeping, and the forking worker its fork,
+    once per batch (`rqworker.forking`).
+    """
     link = redis_link()
     if not jobs or link.resting():
         return 0
@@ -51,13 +85,13 @@ def push(jobs):
                 name = rq_queue_name(job.queue_name, job.priority)
                 if name not in queues:
                     queues[name] = rq_queue(name, link.client)
-                timeout = rq_timeout(job)
                 if job.run_after > now:
-                    enqueue_at(pipe, queues[name], job, timeout)
+                    enqueue_at(pipe, queues[name], job, rq_timeout(job))
                 else:
-                    due.setdefault(name, []).append((job, timeout))
+                    due.setdefault(name, []).append(job)
+            size = conf.get("JOB_RQ_BATCH")
             for name, group in due.items():
-                enqueue_many(pipe, queues[name], group)
+                enqueue_many(pipe, queues[name], batches(group, size))
             pipe.execute()
     except redis.RedisError as e:
         link.failed(e, len(jobs))
@@ -75,32 +109,38 @@ def rq_queue(name, client):
     return Queue(name, connection=client, serializer=JSONSerializer)
 
 
-def rq_options(job, pipe):
+def rq_options(jobs, pipe):
     return {
-        "job_id": rq_job_id(job),
+        "job_id": rq_job_id(jobs[0]),
         # The row keeps the result. RQ keeps its finished job a minute: deleting
         # it at once cost RQ a quarter of its time per job.
         "result_ttl": conf.get("JOB_RQ_RESULT_TTL"),
         "failure_ttl": 86_400,
-        "description": rq_description(job),
+        "description": rq_description(jobs),
         "pipeline": pipe,
     }
 
 
-def rq_description(job):
-    return f"{job.task_path} {job.pk}"
+def rq_description(jobs):
+    first = jobs[0]
+    more = f" and {len(jobs) - 1} more" if len(jobs) > 1 else ""
+    return f"{first.task_path} {first.pk}{more}"
+
+
+def rq_arguments(jobs):
+    return tuple(str(job.pk) for job in jobs)
 
 
 def enqueue_at(pipe, queue, job, timeout):
     # RQ's scheduler keeps whole seconds: round up, never run early.
     when = job.run_after.replace(microsecond=0) + timedelta(seconds=1)
     queue.enqueue_at(
-        when, RQ_FUNCTION, str(job.pk), job_timeout=timeout, **rq_options(job, pipe)
+        when, RQ_FUNCTION, str(job.pk), job_timeout=timeout, **rq_options([job], pipe)
     )
 
 
-def enqueue_many(pipe, queue, jobs):
-    """Queue `jobs`, (job, RQ timeout) pairs all due now, on one RQ queue.
+def enqueue_many(pipe, queue, groups):
+    """Queue one RQ job per list of `groups` (jobs due now) on one RQ queue.
 
     RQ enqueues the first itself. The others are copies of the hash it
     saved, with their own id, arguments, description and timeout, and join
@@ -109,23 +149,29 @@ def enqueue_many(pipe, queue, jobs):
     out the fields RQ saves empty and keeps its arguments uncompressed, as
     `Job.restore` reads both.
     """
-    (first, timeout), *rest = jobs
+    first, *rest = groups
     model = queue.enqueue_call(
-        RQ_FUNCTION, args=(str(first.pk),), timeout=timeout, **rq_options(first, pipe)
+        RQ_FUNCTION,
+        args=rq_arguments(first),
+        timeout=rq_timeout(first[0]),
+        **rq_options(first, pipe),
     )
-    if not rest:
-        return
-    template = {name: value for name, value in model.to_dict().items() if value != ""}
-    dumps, func_name = model.serializer.dumps, model.func_name
-    ids = []
-    for job, timeout in rest:
-        rq_id = rq_job_id(job)
-        ids.append(rq_id)
-        template["data"] = dumps((func_name, None, (str(job.pk),), {}))
-        template["description"] = rq_description(job)
-        template["timeout"] = timeout
-        pipe.hset(RQJob.key_for(rq_id), mapping=template)  # copies the mapping
-    pipe.rpush(queue.key, *ids)
+    carried = {str(job.pk): model.id for job in first[1:]}
+    if rest:
+        template = {k: v for k, v in model.to_dict().items() if v != ""}
+        dumps, func_name = model.serializer.dumps, model.func_name
+        ids = []
+        for group in rest:
+            rq_id = rq_job_id(group[0])
+            ids.append(rq_id)
+            template["data"] = dumps((func_name, None, rq_arguments(group), {}))
+            template["description"] = rq_description(group)
+            template["timeout"] = rq_timeout(group[0])
+            pipe.hset(RQJob.key_for(rq_id), mapping=template)  # copies the mapping
+            carried.update((str(job.pk), rq_id) for job in group[1:])
+        pipe.rpush(queue.key, *ids)
+    if carried:
+        pipe.hset(BATCHED, mapping=carried)
 
 
 def rq_timeout(job):
@@ -148,16 +194,40 @@ RQ_ENDED = {
 
 def missing_from_redis(jobs):
     """Return the READY jobs whose current RQ job will not run them: Redis
-    does not hold it, or holds it ended without running the row (its claim
-    failed, say). Such an RQ job stays for its result or failure TTL, up to a
-    day, and the row with it unless it is pushed again."""
-    link = redis_link()
-    with link.client.pipeline(transaction=False) as pipe:
-        for job in jobs:
-            pipe.hget(RQJob.key_for(rq_job_id(job)), "status")
-        statuses = pipe.execute()
+    holds neither the RQ job of their own nor a batch that carries them, or
+    holds them ended without running the row (its claim failed, say). Such
+    an RQ job stays for its result or failure TTL, up to a day, and the row
+    with it unless it is pushed again."""
+    if not jobs:
+        return []
+    client = redis_link().client
+    carriers = [
+        carrier.decode() if carrier else None
+        for carrier in client.hmget(BATCHED, [str(job.pk) for job in jobs])
+    ]
+    rq_ids = {rq_job_id(job) for job in jobs} | set(filter(None, carriers))
+    with client.pipeline(transaction=False) as pipe:
+        for rq_id in rq_ids:
+            pipe.hget(RQJob.key_for(rq_id), "status")
+        statuses = dict(zip(rq_ids, pipe.execute(), strict=True))
     return [
         job
-        for job, status in zip(jobs, statuses, strict=True)
-        if status is None or status in RQ_ENDED
+        for job, carrier in zip(jobs, carriers, strict=True)
+        if ended(statuses[rq_job_id(job)]) and ended(statuses.get(carrier))
     ]
+
+
+def ended(status):
+    """Say whether an RQ job with `status` (None: none) will not run."""
+    return status is None or status in RQ_ENDED
+
+
+def forget_batched(job_ids):
+    """Drop the entries of rows a batch carried, once a worker took it (an
+    entry left behind only costs `missing_from_redis` a lookup)."""
+    if len(job_ids) < 2:
+        return
+    try:
+        redis_link().client.hdel(BATCHED, *job_ids)
+    except redis.RedisError as e:
+        logger.warning("could not forget %d batched jobs: %s", len(job_ids), e)

@@ -2,7 +2,7 @@
 
 import tempfile
 import time
-from uuid import UUID
+from contextlib import contextmanager
 
 from django.db import connections
 from rq import Worker
@@ -15,7 +15,7 @@ from ..notify.pusher import pusher
 from . import handover
 from .base import JobsWorkerMixin
 from .handover import HandOver
-from .job import claim
+from .job import claim_all, job_id_list, skip
 from .leases import database_in_use, lease_keeper
 from .unrecorded import unrecorded
 
@@ -29,31 +29,51 @@ class JobsWorker(JobsWorkerMixin, Worker):
     """
 
     def execute_job(self, job, queue):
-        job_id = rq_job_argument(job)
+        job_ids = rq_job_arguments(job)
         # Busy before the claim, as RQ marks itself before a fork: a SIGTERM
-        # now waits for this job instead of stopping with it claimed.
+        # now waits for these jobs instead of stopping with them claimed.
         self.set_state(WorkerStatus.BUSY)
-        claimed = claim(job_id) if job_id else None
-        if claimed is None:  # not claimable, or not ours: the horse decides
+        claimed = self.claim(job_ids) if job_ids else []
+        if not claimed:  # not claimable, or not ours: the horse decides
             return super().execute_job(job, queue)
-        with tempfile.TemporaryFile("w+") as report:
-            with lease_keeper.holding(claimed):
-                handover.handed_over = hand_over = HandOver(claimed, report)
-                try:
-                    super().execute_job(job, queue)
-                except ForkFailed as e:  # no work horse: not the job's fault
-                    self.fork_failed(job, queue, claimed, e.__cause__)
-                    return
-                finally:
-                    handover.handed_over = None
-            hand_over.record()  # a success waits in `unrecorded`, still held
+        with tempfile.TemporaryFile("w+") as report, holding(claimed):
+            handover.handed_over = hand_over = HandOver(job_ids, claimed, report)
+            try:
+                super().execute_job(job, queue)
+            except ForkFailed as e:  # no work horse: not the jobs' fault
+                self.fork_failed(job, queue, claimed, e.__cause__)
+                return
+            finally:
+                handover.handed_over = None
+            hand_over.record()  # successes wait in `unrecorded`, still held
+
+    def claim(self, job_ids):
+        """Claim the RQ job's rows; leave those not claimable as `skip` says."""
+        if len(job_ids) > 1:
+            with self.redis_may_fail("forgetting a batch"):
+                rq_push.forget_batched(job_ids)
+        claimed = claim_all(job_ids)
+        if len(claimed) < len(job_ids) and len(job_ids) > 1:
+            taken = {str(job.pk) for job in claimed}
+            for job_id in job_ids:
+                if job_id not in taken:
+                    skip(job_id)
+        return claimed
+
+    def handle_warm_shutdown_request(self):
+        # The horse ends the job it runs and starts no other of its batch;
+        # the others go back to the queue.
+        if handover.handed_over is not None:
+            handover.handed_over.stop_after_current()
+        super().handle_warm_shutdown_request()
 
     def fork_failed(self, job, queue, claimed, error):
-        """Give the claimed job back at once, its attempt not counted."""
-        self.log.error("could not fork a work horse for job %s: %s", claimed.pk, error)
+        """Give the claimed jobs back at once, their attempts not counted."""
+        first = claimed[0].pk
+        self.log.error("could not fork a work horse for job %s: %s", first, error)
         with self.redis_may_fail("failing RQ job"):
             self.handle_job_failure(job, queue, exc_string=f"fork failed: {error}")
-        transitions.release([claimed])  # pushes it again
+        transitions.release(claimed)  # pushes them again
         self.set_state(WorkerStatus.IDLE)
         time.sleep(1)  # forks that keep failing do not spin
 
@@ -79,7 +99,7 @@ class JobsWorker(JobsWorkerMixin, Worker):
             return super().maintain_heartbeats(job)
         self.log.warning(
             "job %s ran %g s past its timeout of %d s; ending its work horse",
-            hand_over.job.pk,
+            hand_over.jobs[0].pk,
             grace,
             timeout,
         )
@@ -120,11 +140,21 @@ class ForkFailed(Exception):  # noqa: N818 (it names what happened)
     """No work horse was forked for the job (the OSError is its cause)."""
 
 
-def rq_job_argument(job):
-    """Return the job id an RQ job of ours carries, or None."""
+def rq_job_arguments(job):
+    """Return the job ids an RQ job of ours carries, or None."""
     try:
-        args = job.args if job.func_name == rq_push.RQ_FUNCTION else ()
-        UUID(args[0])
+        return job_id_list(job.args) if job.func_name == rq_push.RQ_FUNCTION else None
     except Exception:  # not ours, or unreadable: the horse reports it as RQ does
         return None
-    return args[0] if len(args) == 1 else None
+
+
+@contextmanager
+def holding(jobs):
+    """Renew the leases of `jobs` while the horse runs them."""
+    for job in jobs:
+        lease_keeper.hold(job)
+    try:
+        yield
+    finally:
+        for job in jobs:
+            lease_keeper.let_go(job)

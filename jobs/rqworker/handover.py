@@ -3,6 +3,7 @@ horse reports back."""
 
 import json
 import logging
+import mmap
 from contextlib import suppress
 from datetime import datetime
 
@@ -14,62 +15,113 @@ from .unrecorded import unrecorded
 
 
 class HandOver:
-    """A job a forking worker claimed for the work horse it is about to fork.
+    """The jobs a forking worker claimed for the work horse it is about to
+    fork: one RQ job's rows, run one after the other.
 
-    The worker claims, renews the lease and records a success with its own
-    database connection, kept across jobs; the horse only runs the task and
-    writes its return value to `report`. So a no-op job costs the horse no
-    database connection (a new PostgreSQL connection is dearer than a short
-    job). A failure the horse records itself, with a connection of its own.
+    The worker claims, renews the leases and records successes with its own
+    database connection, kept across jobs; the horse only runs the tasks and
+    writes a line to `report` as each starts and ends. So a no-op job costs
+    the horse no database connection (a new PostgreSQL connection is dearer
+    than a short job). A failure the horse records itself, with a
+    connection of its own.
     """
 
-    def __init__(self, job, report):
-        self.job = job
+    def __init__(self, job_ids, jobs, report):
+        self.job_ids = job_ids  # what the RQ job carries
+        self.jobs = jobs  # those of them the worker claimed, in that order
         self.report = report
         self.overran = None  # RQ's timeout, once the worker ended the horse
+        # Shared with the horse: set, it starts no further job (warm stop).
+        self.stop_flag = mmap.mmap(-1, 1)
+
+    def carries(self, job_ids):
+        return self.job_ids == job_ids
+
+    def stop_after_current(self):
+        """Ask the horse to start no further job (the worker stops)."""
+        self.stop_flag[0] = 1
 
     def run(self):
-        """In the work horse: run the job, report a success to the worker."""
-        outcome = execution.run(self.job, guard=rq_timeout_as_job_timeout)
-        if not outcome.succeeded:
+        """In the work horse: run the jobs in order, report each to the worker."""
+        outcomes = []
+        for job in self.jobs:
+            if self.stop_flag[0]:
+                break
+            self.write(["started", str(job.pk)])
+            outcome = execution.run(job, guard=rq_timeout_as_job_timeout)
+            if outcome.succeeded:
+                finished_at = outcome.finished_at.isoformat()
+                line = ["ok", str(job.pk), outcome.value, finished_at, outcome.duration]
+                self.write(line)
+                outcomes.append("succeeded")
+                continue
             recording.finish([outcome])
-            return "failed"
-        finished_at = outcome.finished_at.isoformat()
-        json.dump([outcome.value, finished_at, outcome.duration], self.report)
+            self.write(["failed", str(job.pk)])
+            outcomes.append("failed")
+        return ", ".join(outcomes)
+
+    def write(self, line):
+        self.report.write(json.dumps(line) + "\n")
         self.report.flush()
-        return "succeeded"
 
     def record(self):
-        """In the worker, once the horse is gone: record what it reported."""
+        """In the worker, once the horse is gone: record what it reported.
+
+        A job it started and did not end was lost with the horse: charged an
+        attempt now, not when its lease expires. Jobs it never started go
+        back uncharged. A horse that reported nothing lost the first job.
+        """
+        started, ended, readable = self.read()
+        by_pk = {str(job.pk): job for job in self.jobs}
+        lost = [by_pk[pk] for pk in started if pk not in ended]
+        if not started:
+            lost = self.jobs[:1]
+        for pk, line in ended.items():
+            if line[0] == "ok":
+                self.record_success(by_pk[pk], line)
+        how = "died" if readable else "left no readable report"
+        for job in lost:
+            self.record_end(job, f"The work horse running this job {how}.")
+        done = {*started, *(str(job.pk) for job in lost)}
+        transitions.release([job for job in self.jobs if str(job.pk) not in done])
+
+    def read(self):
+        """Return the pks the horse started, {pk: line} of those it ended,
+        and whether every line read."""
         self.report.seek(0)
-        text = self.report.read()
-        if not text:
-            self.record_end("The work horse running this job died.")
-            return
-        try:
-            value, finished_at, duration = json.loads(text)
-            finished_at = datetime.fromisoformat(finished_at)
-        except (ValueError, TypeError):
-            self.record_end("The work horse running this job left no readable report.")
-            return
+        started, ended = [], {}
+        for text in self.report.read().splitlines():
+            try:
+                kind, pk, *_ = line = json.loads(text)
+            except (ValueError, TypeError):  # cut short, or spoiled
+                return started, ended, False
+            if kind == "started":
+                started.append(pk)
+            else:
+                ended[pk] = line
+        return started, ended, True
+
+    def record_success(self, job, line):
+        _, _, value, finished_at, duration = line
+        finished_at = datetime.fromisoformat(finished_at)
         outcome = execution.Outcome(
-            job=self.job, value=value, finished_at=finished_at, duration=duration
+            job=job, value=value, finished_at=finished_at, duration=duration
         )
         with suppress(TaskNotFound):  # it ran, so it imported in the horse
             execution.describe(outcome)
         unrecorded.add(outcome)
 
-    def record_end(self, how):
-        """Record a horse that ended without a readable report, unless it
-        recorded a failure itself: timed out when the worker ended it at its
-        hard limit, else lost. Retried now, not when the lease expires."""
-        if not transitions.still_held(self.job):
+    def record_end(self, job, how):
+        """Record a job whose horse ended before it did, unless it recorded
+        a failure itself: timed out when the worker ended it at its hard
+        limit, else lost. Retried now, not when the lease expires."""
+        if not transitions.still_held(job):
             return
         if self.overran is not None:
-            record_overrun(self.job, self.job.timeout or self.overran)
+            record_overrun(job, job.timeout or self.overran)
             return
-        for job in transitions.put_back([self.job], WorkerLost(how), True):
-            log_event("rescued", job, level=logging.WARNING)
+        for lost in transitions.put_back([job], WorkerLost(how), True):
+            log_event("rescued", lost, level=logging.WARNING)
 
 
 handed_over = None  # the HandOver of the work horse being forked, if any

@@ -32,20 +32,33 @@ def worker_id():
     return _worker_id
 
 
-def execute(job_id):
-    """Claim the job `job_id`, run it and record the outcome.
+def execute(*arguments):
+    """Claim each job the RQ job's `arguments` name, run it, record it.
 
-    Does nothing when the row is not READY and due: another worker has it, it
-    finished, or it was cancelled. Returns what happened, for RQ's log.
+    Does nothing for a row that is not READY and due: another worker has
+    it, it finished, or it was cancelled. Returns what happened, for RQ's log.
     """
-    try:
-        UUID(job_id)
-    except ValueError:
-        logger.error("RQ job carries %r, which is not a job id; ignored", job_id)
+    job_ids = job_id_list(arguments)
+    if job_ids is None:
+        logger.error("RQ job carries %r, which are not job ids; ignored", arguments)
         return "ignored"
     handed_over = handover.handed_over
-    if handed_over is not None and str(handed_over.job.pk) == job_id:
+    if handed_over is not None and handed_over.carries(job_ids):
         return handed_over.run()
+    rq_push.forget_batched(job_ids)
+    return ", ".join(execute_one(job_id) for job_id in job_ids)
+
+
+def job_id_list(arguments):
+    """Return the job ids an RQ job's `arguments` name, or None if any is not
+    one."""
+    try:
+        return [str(UUID(argument)) for argument in arguments] or None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def execute_one(job_id):
     job = claim(job_id) or claim_keyed(job_id)
     if job is None:
         return skip(job_id)
@@ -63,13 +76,24 @@ def claim(job_id):
 
     The successes this process has not recorded yet are recorded with it.
     """
+    claimed = claim_all([job_id])
+    return claimed[0] if claimed else None
+
+
+def claim_all(job_ids):
+    """Claim those of the jobs `job_ids` that are due, in one statement, in
+    the order given; return them. Records this process's unrecorded
+    successes with it."""
     me = worker_id()
+    token = f"{me}:{job_ids[0]}"
+    one = job_ids[0] if len(job_ids) == 1 else list(job_ids)
     claimed = unrecorded.recorded_with(
         lambda successes: recording.claim_after(
-            successes, None, 1, me, f"{me}:{job_id}", job_id=job_id
+            successes, None, len(job_ids), me, token, job_id=one
         )
     )
-    return claimed[0] if claimed else None
+    order = {job_id: i for i, job_id in enumerate(job_ids)}
+    return sorted(claimed, key=lambda job: order[str(job.pk)])
 
 
 def claim_keyed(job_id):
