@@ -34,20 +34,22 @@ FAST_SETTINGS = {
 
 
 SIMPLE = "jobs.rqworker.workers.JobsSimpleWorker"
+FORKING = "jobs.rqworker.workers.JobsWorker"  # the default (settings.RQ)
 
 # The console's job list, for `reverse()`.
 CHANGELIST = "admin:jobs_job_changelist"
 
 
-def drain_rq(*queues):
-    """Run a non-forking rqworker in this process until its queues are empty."""
+def drain_rq(*queues, worker_class=None):
+    """Run an rqworker (non-forking unless `worker_class` says) in this
+    process until its queues are empty."""
     pusher.pusher.flush(timeout=10)  # what this process enqueued is in Redis
     call_command(
         "rqworker",
         *(queues or ("default", "other")),
         "--burst",
         "--worker-class",
-        SIMPLE,
+        worker_class or SIMPLE,
         verbosity=0,
     )
 

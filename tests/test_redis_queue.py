@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import transaction
+from django.tasks import TaskResultStatus
+from django.tasks.signals import task_finished, task_started
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
@@ -23,7 +25,15 @@ from tests.testapp import tasks
 from tests.testapp.models import Run
 
 from .contract import BackendContract
-from .helpers import ROOT, command_environment, drain_rq, status_of, wait_for
+from .helpers import (
+    FORKING,
+    ROOT,
+    SIMPLE,
+    command_environment,
+    drain_rq,
+    status_of,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,13 +43,18 @@ def fetch_rq_job(redis_server, rq_id):
     return RQJob.fetch(rq_id, connection=client, serializer=JSONSerializer)
 
 
-class TestRedisQueue(BackendContract):
+class RedisPath(BackendContract):
+    """Jobs reach `manage.py rqworker` through Redis; the background worker
+    runs the worker class from settings."""
+
+    worker_class = SIMPLE
+
     @pytest.fixture(autouse=True)
     def _redis(self, redis_dispatch, start_rqworker):
         self.start_rqworker = start_rqworker
 
     def drain(self, queues=None):
-        drain_rq(*(queues or ()))
+        drain_rq(*(queues or ()), worker_class=self.worker_class)
 
     @contextmanager
     def background_worker(self):
@@ -49,6 +64,38 @@ class TestRedisQueue(BackendContract):
         finally:
             worker.signal(signal.SIGTERM)
             worker.wait(timeout=20)
+
+
+class TestForkingRqworker(RedisPath):
+    """The contract on the default worker class, RQ's forking worker: each
+    RQ job's rows run in a work horse it forks."""
+
+    worker_class = FORKING
+
+    def test_signals__started_and_finished_are_sent(self):
+        seen = []
+
+        def on(name):
+            return lambda sender, task_result, **kwargs: seen.append(name)
+
+        task_started.connect(started := on("started"))
+        task_finished.connect(finished := on("finished"))
+        try:
+            result = tasks.add.enqueue(1, 2)
+            self.drain()
+        finally:
+            task_started.disconnect(started)
+            task_finished.disconnect(finished)
+
+        # `task_started` is sent in the work horse, another process; the
+        # worker records the success and sends `task_finished`.
+        assert seen == ["finished"]
+        assert tasks.add.get_result(result.id).status == TaskResultStatus.SUCCESSFUL
+
+
+class TestRedisQueue(RedisPath):
+    """The contract on the non-forking worker class, run in this process,
+    and how jobs reach Redis."""
 
     def test_enqueue__pushes_the_job_id_to_its_priority_band(self, redis_server):
         normal = tasks.add.enqueue(1, 2)

@@ -17,7 +17,7 @@ from jobs.notify import pusher, rq_push
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import SIMPLE, status_of, wait_for
+from .helpers import FORKING, SIMPLE, status_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -112,9 +112,6 @@ def test_simple_rqworker__records_a_success_before_it_waits_for_more(
     assert Job.objects.get(pk=result.id).return_value == 5
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
-
-
-FORKING = "jobs.rqworker.workers.JobsWorker"
 
 
 def push_as_one_batch(redis_server, results):

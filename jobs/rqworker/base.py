@@ -56,7 +56,11 @@ class JobsWorkerMixin(RedisOutageMixin):
 
     def revive_scheduler(self):
         """Start RQ's scheduler process again if it died (its maintainer
-        calls this); stock RQ waits for its next maintenance, 10 minutes."""
+        calls this); stock RQ waits for its next maintenance, 10 minutes.
+        Not once the worker stops: it stopped the scheduler itself, and a
+        new one would outlive it."""
+        if self._stop_requested:
+            return
         if not self.time_for("scheduler_checked", self.scheduler_check_every):
             return
         process = getattr(self.scheduler, "_process", None)
@@ -125,6 +129,9 @@ class JobsWorkerMixin(RedisOutageMixin):
             unrecorded.deferring = False
             if maintainer:
                 maintainer.stop()
+                # A scheduler it started again as the worker stopped goes too.
+                if self.scheduler is not None:
+                    self.stop_scheduler()
 
 
 def ours(job):

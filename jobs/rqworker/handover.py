@@ -38,14 +38,15 @@ class HandOver:
         return self.job_ids == job_ids
 
     def stop_after_current(self):
-        """Ask the horse to start no further job (the worker stops)."""
+        """Ask the horse to start no further job (the worker stops): it runs
+        the job in hand, or the first if it has not begun."""
         self.stop_flag[0] = 1
 
     def run(self):
         """In the work horse: run the jobs in order, report each to the worker."""
         outcomes = []
         for job in self.jobs:
-            if self.stop_flag[0]:
+            if outcomes and self.stop_flag[0]:  # the first is in hand already
                 break
             self.write(["started", str(job.pk)])
             outcome = execution.run(job, guard=rq_timeout_as_job_timeout)
