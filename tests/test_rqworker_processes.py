@@ -4,6 +4,7 @@ the queue; a success is recorded before the worker waits for more; and
 SIGTERM lets the job in hand finish.
 """
 
+import os
 import signal
 import time
 
@@ -182,3 +183,32 @@ def test_forking_rqworker__sigterm_mid_batch__ends_the_job_in_hand_gives_back_re
     given_back = Job.objects.filter(pk__in=[result.id for result in rest])
     assert {(job.status, job.attempts) for job in given_back} == {(JobStatus.READY, 0)}
     assert not Run.objects.exists()
+
+
+def test_forking_rqworker__killed_mid_batch__its_horse_starts_no_further_job(
+    start_rqworker, redis_server
+):
+    in_hand = tasks.report_pid_then_wait.enqueue(1.0)
+    rest = [tasks.record_run.enqueue(f"orphaned-{i}") for i in range(3)]
+    push_as_one_batch(redis_server, [in_hand, *rest])
+    worker = start_rqworker("--worker-class", FORKING)
+    wait_for(lambda: Job.objects.get(pk=in_hand.id).progress == 50, message="job 1")
+    horse = int(Job.objects.get(pk=in_hand.id).progress_message)
+
+    os.kill(worker.pid, signal.SIGKILL)
+
+    wait_for(lambda: not running(horse), timeout=60, message="the horse to end")
+    # Nothing renews the leases now: the rescuer may give them to another
+    # worker, so the orphaned horse must not run them.
+    assert not Run.objects.exists()
+    left = Job.objects.filter(pk__in=[result.id for result in rest])
+    assert set(left.values_list("status", flat=True)) == {JobStatus.RUNNING}
+
+
+def running(pid):
+    """Say whether process `pid` runs (not ended, nor a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

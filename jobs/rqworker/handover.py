@@ -4,6 +4,7 @@ horse reports back."""
 import json
 import logging
 import mmap
+import os
 from contextlib import suppress
 from datetime import datetime
 
@@ -33,6 +34,7 @@ class HandOver:
         self.overran = None  # RQ's timeout, once the worker ended the horse
         # Shared with the horse: set, it starts no further job (warm stop).
         self.stop_flag = mmap.mmap(-1, 1)
+        self.worker_pid = os.getpid()
 
     def carries(self, job_ids):
         return self.job_ids == job_ids
@@ -46,7 +48,7 @@ class HandOver:
         """In the work horse: run the jobs in order, report each to the worker."""
         outcomes = []
         for job in self.jobs:
-            if outcomes and self.stop_flag[0]:  # the first is in hand already
+            if outcomes and self.stopping():  # the first is in hand already
                 break
             self.write(["started", str(job.pk)])
             outcome = execution.run(job, guard=rq_timeout_as_job_timeout)
@@ -60,6 +62,12 @@ class HandOver:
             self.write(["failed", str(job.pk)])
             outcomes.append("failed")
         return ", ".join(outcomes)
+
+    def stopping(self):
+        """In the work horse: say whether to start no further job. Its
+        worker stops, or died: the worker renews the leases, so without it
+        the rescuer may give the rest to another worker."""
+        return bool(self.stop_flag[0]) or os.getppid() != self.worker_pid
 
     def write(self, line):
         self.report.write(json.dumps(line) + "\n")

@@ -83,6 +83,14 @@ def report_then_wait(context, seconds):
     return "done"
 
 
+@task(takes_context=True)
+def report_pid_then_wait(context, seconds):
+    """Say which process runs it (in its progress message), then wait."""
+    context.report_progress(50, str(os.getpid()))
+    time.sleep(seconds)
+    return "done"
+
+
 @task
 async def async_add(a, b):
     await asyncio.sleep(0)
