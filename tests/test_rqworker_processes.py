@@ -173,7 +173,9 @@ def test_forking_rqworker__sigterm_mid_batch__ends_the_job_in_hand_gives_back_re
     in_hand = tasks.report_then_wait.enqueue(1.0)
     rest = [tasks.record_run.enqueue(f"given-back-{i}") for i in range(3)]
     push_as_one_batch(redis_server, [in_hand, *rest])
-    worker = start_rqworker("--worker-class", FORKING)
+    # Held as long as it takes: only the SIGTERM gives them back.
+    hold = {"JOB_PREFETCH_HOLD_SECONDS": "3600"}
+    worker = start_rqworker("--worker-class", FORKING, env=hold)
     wait_for(lambda: Job.objects.get(pk=in_hand.id).progress == 50, message="first job")
 
     worker.signal(signal.SIGTERM)
@@ -191,7 +193,8 @@ def test_forking_rqworker__killed_mid_batch__its_horse_starts_no_further_job(
     in_hand = tasks.report_pid_then_wait.enqueue(1.0)
     rest = [tasks.record_run.enqueue(f"orphaned-{i}") for i in range(3)]
     push_as_one_batch(redis_server, [in_hand, *rest])
-    worker = start_rqworker("--worker-class", FORKING)
+    hold = {"JOB_PREFETCH_HOLD_SECONDS": "3600"}  # only the death stops it
+    worker = start_rqworker("--worker-class", FORKING, env=hold)
     wait_for(lambda: Job.objects.get(pk=in_hand.id).progress == 50, message="job 1")
     horse = int(Job.objects.get(pk=in_hand.id).progress_message)
 
@@ -212,3 +215,24 @@ def running(pid):
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_forking_rqworker__a_batch_held_too_long__gives_back_the_jobs_not_started(
+    start_rqworker, redis_server
+):
+    # The first job outlasts JOB_PREFETCH_HOLD_SECONDS (1 s): the horse
+    # starts no other, and the rest go back to the queue uncharged.
+    long = tasks.report_pid_then_wait.enqueue(1.5)
+    rest = [tasks.record_run.enqueue(f"given-back-{i}") for i in range(2)]
+    push_as_one_batch(redis_server, [long, *rest])
+
+    worker = start_rqworker("--worker-class", FORKING)
+    wait_for(lambda: status_of(rest[-1]) == JobStatus.SUCCESSFUL, message="the rest")
+
+    first_horse = int(Job.objects.get(pk=long.id).progress_message)
+    assert first_horse not in set(Run.objects.values_list("pid", flat=True))
+    given_back = Job.objects.filter(pk__in=[result.id for result in rest])
+    assert {(j.status, j.attempts) for j in given_back} == {(JobStatus.SUCCESSFUL, 1)}
+    assert status_of(long) == JobStatus.SUCCESSFUL
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.output()[-3000:]

@@ -5,9 +5,11 @@ import json
 import logging
 import mmap
 import os
+import time
 from contextlib import suppress
 from datetime import datetime
 
+from .. import conf
 from ..core import execution, recording, transitions
 from ..exceptions import TaskNotFound, WorkerLost
 from ..log import log_event
@@ -35,6 +37,7 @@ class HandOver:
         # Shared with the horse: set, it starts no further job (warm stop).
         self.stop_flag = mmap.mmap(-1, 1)
         self.worker_pid = os.getpid()
+        self.claimed_at = time.monotonic()  # one clock for both processes
 
     def carries(self, job_ids):
         return self.job_ids == job_ids
@@ -65,9 +68,16 @@ class HandOver:
 
     def stopping(self):
         """In the work horse: say whether to start no further job. Its
-        worker stops, or died: the worker renews the leases, so without it
-        the rescuer may give the rest to another worker."""
-        return bool(self.stop_flag[0]) or os.getppid() != self.worker_pid
+        worker stops, or died (the worker renews the leases: without it the
+        rescuer may give the rest to another worker), or the batch was
+        claimed JOB_PREFETCH_HOLD_SECONDS ago (as the database worker's jobs
+        claimed ahead, the rest go back, for an idle worker to take)."""
+        held = time.monotonic() - self.claimed_at
+        return (
+            bool(self.stop_flag[0])
+            or os.getppid() != self.worker_pid
+            or held >= conf.get("JOB_PREFETCH_HOLD_SECONDS")
+        )
 
     def write(self, line):
         self.report.write(json.dumps(line) + "\n")
