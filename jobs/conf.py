@@ -14,7 +14,8 @@ DEFAULTS = {
     "JOB_TIMEOUT_GRACE_SECONDS": 5.0,
     "JOB_POLL_SECONDS": 1.0,
     "JOB_PREFETCH": 200,  # most jobs a database worker claims beyond its free threads
-    # A job claimed ahead that no thread took for this long goes back.
+    # A job claimed ahead (a database worker's, or in a forking rqworker's batch)
+    # that did not start for this long goes back.
     "JOB_PREFETCH_HOLD_SECONDS": 1.0,
     "JOB_ACK_BATCH": 50,  # finished jobs recorded in one statement
     "JOB_ACK_SECONDS": 0.005,  # longest a finished job waits to be recorded
@@ -37,7 +38,7 @@ DEFAULTS = {
     # a pooler in transaction mode ("": LISTEN on DATABASE_URL).
     "JOB_LISTEN_DATABASE_URL": "",
     # Most due jobs one RQ job carries (one fork and RQ's bookkeeping each).
-    "JOB_RQ_BATCH": 20,
+    "JOB_RQ_BATCH": 50,
     "JOB_RQ_RESULT_TTL": 60,  # seconds RQ keeps a finished RQ job (not the row)
     "JOB_CLEANUP_AGE": 86_400_000,  # ms: finished jobs are pruned after a day
     "JOB_FAILED_CLEANUP_AGE": 604_800_000,  # ms: failed jobs are kept a week
