@@ -48,12 +48,12 @@ class JobsWorker(JobsWorkerMixin, Worker):
             hand_over.record()  # successes wait in `unrecorded`, still held
 
     def claim(self, job_ids):
-        """Claim the RQ job's rows; leave those not claimable as `skip` says."""
-        if len(job_ids) > 1:
-            with self.redis_may_fail("forgetting a batch"):
-                rq_push.forget_batched(job_ids)
+        """Claim the RQ job's rows; leave those of them not claimable as
+        `skip` says."""
+        rq_push.forget_batched(job_ids)
         claimed = claim_all(job_ids)
-        if len(claimed) < len(job_ids) and len(job_ids) > 1:
+        # None claimed: the horse decides about each, as for a single job.
+        if claimed and len(claimed) < len(job_ids):
             taken = {str(job.pk) for job in claimed}
             for job_id in job_ids:
                 if job_id not in taken:
