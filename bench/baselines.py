@@ -33,7 +33,10 @@ class BaselineSystem(System):
         self.python = baseline_python()
 
     def client_env(self):
-        return self.env(**self.connection_env())
+        env = self.env(**self.connection_env())
+        # Celery would set up the Django project it names (its Django fixup).
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        return env
 
     def worker_env(self):
         return self.client_env()

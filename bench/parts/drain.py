@@ -150,8 +150,12 @@ class Drain(Part):
                     raise RuntimeError(f"worker exited {code}; log: {process.log_path}")
         else:  # no burst mode: stop the workers once the store counts every job
             try:
-                done = lambda: system.finished() >= jobs  # noqa: E731
-                wait_for(done, timeout, f"{label} to finish", interval=0.1)
+                wait_for(
+                    lambda: finished_all(system, jobs, processes),
+                    timeout,
+                    f"{label} to finish",
+                    interval=0.1,
+                )
             finally:
                 for process in processes:
                     process.terminate()
@@ -164,6 +168,15 @@ class Drain(Part):
         seconds = window.seconds
         self.report.detail(label, jobs=jobs, seconds=seconds, cold=cold, wall=wall)
         return jobs / window.seconds, jobs / cold
+
+
+def finished_all(system, jobs, processes):
+    """Say whether the store counts `jobs` finished; raise if a worker died."""
+    for process in processes:
+        if process.popen.poll() is not None:
+            code = process.popen.returncode
+            raise RuntimeError(f"worker exited {code}; log: {process.log_path}")
+    return system.finished() >= jobs
 
 
 def database_targets(task, workers):

@@ -9,6 +9,7 @@ from tests.services import wait_for
 
 from ..report import at_most
 from .base import Part
+from .drain import finished_all
 
 TARGET = 0.35  # seconds, for our two workers
 BASELINES = ("dtdb", "rq", "pgqueuer", "procrastinate", "celery")
@@ -51,7 +52,7 @@ class Startup(Part):
         spawned = time.time()
         (process,) = self.harness.start_workers(system, [command], label)
         try:
-            finished = lambda: system.finished() >= 1  # noqa: E731
+            finished = lambda: finished_all(system, 1, [process])  # noqa: E731
             wait_for(finished, 60, f"{label}: the first job", interval=0.1)
         finally:
             process.terminate()
