@@ -163,11 +163,10 @@ class Drain(Part):
         window = system.window()
         if window.count != jobs:
             raise RuntimeError(f"{window.count} of {jobs} jobs finished ({label})")
-        cold = window.last_finished.timestamp() - spawned
-        log(f"{label}: {jobs} jobs in {window.seconds:.2f}s, {cold:.2f}s from spawn")
-        seconds = window.seconds
+        seconds, cold = window.seconds, window.last_finished.timestamp() - spawned
+        log(f"{label}: {jobs} jobs in {seconds:.2f}s, {cold:.2f}s from spawn")
         self.report.detail(label, jobs=jobs, seconds=seconds, cold=cold, wall=wall)
-        return jobs / window.seconds, jobs / cold
+        return jobs / seconds, jobs / cold
 
 
 def finished_all(system, jobs, processes):
