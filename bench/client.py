@@ -3,8 +3,10 @@
     python -m bench.client SYSTEM ACTION [--jobs N] [--task noop] ...
 
 SYSTEM is `ours` (the project's venv, `bench.settings`), `dtdb`
-(django-tasks-db, the baselines' venv, `bench.dtdb_settings`) or `rq` (raw
-RQ, the baselines' venv, no Django). ACTION is one of:
+(django-tasks-db, the baselines' venv, `bench.dtdb_settings`), `rq` (raw
+RQ, the baselines' venv, no Django), or `pgqueuer`, `procrastinate`,
+`celery` (the baselines' venv, through their app modules in `bench/`:
+`prefill` only). ACTION is one of:
 
 - `single`: enqueue N jobs one at a time, timed;
 - `bulk`: enqueue N jobs with the system's bulk API, timed;
@@ -24,13 +26,19 @@ import sys
 import time
 
 WARMUP = 20  # untimed enqueues first: connections, imports, caches
+# The baselines that enqueue through a module of theirs: `enqueue(task, jobs)`.
+APP_MODULES = {
+    "pgqueuer": "bench.pgq_app",
+    "procrastinate": "bench.procrastinate_app",
+    "celery": "bench.celery_app",
+}
 # Tasks with our own options (`bench.ourtasks`): prefill only, ours only.
 OUR_TASKS = ("noop_unique", "noop_limited")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.client")
-    parser.add_argument("system", choices=["ours", "dtdb", "rq"])
+    parser.add_argument("system", choices=["ours", "dtdb", "rq", *APP_MODULES])
     parser.add_argument(
         "action", choices=["single", "bulk", "prefill", "pace", "steady", "http"]
     )
@@ -51,7 +59,9 @@ def main(argv=None):
     )
     parser.add_argument("--requests", type=int, default=50)
     options = parser.parse_args(argv)
-    system = {"ours": DjangoSystem, "dtdb": DjangoSystem, "rq": RawRQ}[options.system]
+    system = {"ours": DjangoSystem, "dtdb": DjangoSystem, "rq": RawRQ}.get(
+        options.system, AppModule
+    )
     result = getattr(system(options), options.action)()
     print(json.dumps(result))
 
@@ -337,6 +347,24 @@ class RawRQ:
 
     def http(self):
         return {"error": "raw RQ has no web pages"}
+
+
+class AppModule:
+    """PgQueuer, Procrastinate or Celery: pre-fill through `enqueue` of the
+    system's app module (a bulk insert where the library has one)."""
+
+    def __init__(self, options):
+        import importlib
+
+        self.options = options
+        self.module = importlib.import_module(APP_MODULES[options.system])
+
+    def prefill(self):
+        jobs = self.options.jobs
+        return timed(lambda: self.module.enqueue(self.options.task, jobs), jobs)
+
+    def __getattr__(self, action):
+        return lambda: {"error": f"{self.options.system}: prefill only"}
 
 
 if __name__ == "__main__":

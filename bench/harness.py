@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.services import PrivateRedis
 
+from .baselines import Celery, PgQueuer, Procrastinate
 from .log import log
 from .report import Report
 from .services import Postgres, Process, ensure_baseline_venv
@@ -29,8 +30,12 @@ class Harness:
         self.ours_redis = self.ours.with_redis(True)
         self.dtdb = DjangoTasksDB(self, f"{prefix}_dtdb")
         self.rq = RawRQ(self)
+        self.pgqueuer = PgQueuer(self, f"{prefix}_pgqueuer")
+        self.procrastinate = Procrastinate(self, f"{prefix}_procrastinate")
+        self.celery = Celery(self)
         # Every scratch database made in this run, dropped by `teardown`.
         self.databases = [self.ours.database, self.dtdb.database]
+        self.databases += [self.pgqueuer.database, self.procrastinate.database]
         self._logs = 0
 
     def run(self, parts):
@@ -57,7 +62,8 @@ class Harness:
         log("creating scratch databases")
         self.ours.setup()
         if self.baselines:
-            self.dtdb.setup()
+            for system in (self.dtdb, self.pgqueuer, self.procrastinate, self.celery):
+                system.setup()
 
     def teardown(self):
         """Stop the private Redis and drop the scratch databases unless kept."""

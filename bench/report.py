@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Target:
-    """A goal for a figure's median: absolute (`value`) or against its baseline."""
+    """A goal for a figure's median: absolute (`value`), against its baseline,
+    or against another figure (`against`)."""
 
     op: str  # ">=" or "<="
     value: float
     relative: bool = False  # True: `value` times the baseline's median
+    against: str | None = None  # relative to this figure, not the baseline
 
     def met(self, median, baseline_median):
         goal = self.value
@@ -23,12 +25,14 @@ class Target:
         return median >= goal if self.op == ">=" else median <= goal
 
     def __str__(self):
-        return f"{self.op}{self.value:g}{'x' if self.relative else ''}"
+        against = f" {self.against.split('.', 1)[1]}" if self.against else ""
+        return f"{self.op}{self.value:g}{'x' if self.relative else ''}{against}"
 
 
-def at_least(value, relative=False):
-    """Aim for a median of at least `value` (times the baseline's if relative)."""
-    return Target(">=", value, relative)
+def at_least(value, relative=False, against=None):
+    """Aim for a median of at least `value` (times the baseline's if relative,
+    or times the median of the figure `against`)."""
+    return Target(">=", value, relative or against is not None, against)
 
 
 def at_most(value):
@@ -89,14 +93,22 @@ class Report:
         stats = figure.stats() if figure else None
         return stats["median"] if stats else None
 
+    def _base_of(self, target, base):
+        return self._median(target.against) if target.against else base
+
+    def _ratio(self, stats, name):
+        base = self._median(name)
+        return stats["median"] / base if stats and base else None
+
     def evaluate(self, figure):
         stats = figure.stats()
         base = self._median(figure.baseline) if figure.baseline else None
         ratio = stats["median"] / base if stats and base else None
         verdicts = [
-            target.met(stats["median"], base) if stats else None
+            target.met(stats["median"], self._base_of(target, base)) if stats else None
             for target in figure.targets
         ]
+        others = [t.against for t in figure.targets if t.against]
         passed = None
         if figure.targets and all(v is not None for v in verdicts):
             passed = all(verdicts)
@@ -107,6 +119,8 @@ class Report:
             "baseline": figure.baseline,
             "baseline_median": base,
             "ratio": ratio,
+            # ratios of medians against the figures named by targets
+            "ratios": {name: self._ratio(stats, name) for name in others},
             "targets": [str(t) for t in figure.targets],
             "pass": passed,
             "note": figure.note,
@@ -129,7 +143,7 @@ class Report:
 
     def table(self):
         header = (
-            f"{'figure':<34} {'unit':>6} {'min':>9} {'median':>9} {'max':>9} "
+            f"{'figure':<{WIDTH}} {'unit':>6} {'min':>9} {'median':>9} {'max':>9} "
             f"{'baseline':>9} {'ratio':>7}  {'target':<14} result"
         )
         lines = [header, "-" * len(header)]
@@ -139,12 +153,24 @@ class Report:
             if figure.note and row["median"] is None:
                 verdict = figure.note
             lines.append(
-                f"{name:<34} {row['unit']:>6} {fmt(row['min'])} {fmt(row['median'])} "
-                f"{fmt(row['max'])} {fmt(row['baseline_median'])} "
-                f"{fmt(row['ratio'], ratio=True)}  {' '.join(row['targets']):<14} "
-                f"{verdict}"
+                f"{name:<{WIDTH}} {row['unit']:>6} {fmt(row['min'])} "
+                f"{fmt(row['median'])} {fmt(row['max'])} "
+                f"{fmt(row['baseline_median'])} {fmt(row['ratio'], ratio=True)}  "
+                f"{targets_text(figure, row):<14} {verdict}"
             )
         return "\n".join(lines)
+
+
+WIDTH = 40  # of the figure column: the longest names end in `.1w.cold`
+
+
+def targets_text(figure, row):
+    """The targets, each against another figure followed by that ratio."""
+    texts = []
+    for target, text in zip(figure.targets, row["targets"], strict=True):
+        ratio = row["ratios"].get(target.against)
+        texts.append(f"{text} ({ratio:.2f}x)" if ratio is not None else text)
+    return " ".join(texts)
 
 
 def fmt(value, ratio=False):

@@ -1,4 +1,7 @@
-"""Benchmark the job system against raw RQ and django-tasks-db, in one run.
+"""Benchmark the job system against five other job queues, in one run.
+
+The baselines: raw RQ, django-tasks-db, PgQueuer, Procrastinate and Celery
+(`--pool=solo`), on the same PostgreSQL and the same private Redis.
 
     uv run python bench/run.py --jobs 5000 --repeat 3 --json bench/results.json
     uv run python bench/run.py --quick          # tiny numbers: proves it works
@@ -10,10 +13,15 @@ baselines are installed with uv into `bench/.venv-baselines`.
 
 How figures are taken (the same for every system):
 - enqueue: jobs/s of N enqueues in one process after 20 untimed ones;
-- drain: N jobs pre-filled in bulk, then burst workers started; jobs/s is
+- drain: N jobs pre-filled in bulk, then burst workers started (Celery has
+  no burst mode: stopped once its stamps count N); jobs/s is
   N / (last job finished - first job started), read from each system's own
-  store (our rows, django-tasks-db's rows, RQ's job hashes), so interpreter
-  start-up is not counted. The wall time including start-up is in the JSON;
+  store (our rows, django-tasks-db's rows, RQ's job hashes, PgQueuer's log,
+  Procrastinate's events, the Celery worker's stamps in Redis), so
+  interpreter start-up is not counted; `<figure>.cold` is
+  N / (last job finished - worker processes spawned), start-up included;
+- startup: one job waiting, one worker spawned; seconds from the spawn to
+  that job's start in the system's store;
 - pickup: idle workers, jobs enqueued one by one at `--rate` jobs/s for
   `--pace-seconds`; latency = started_at - enqueued_at of each job (the first
   5 jobs are warm-up and dropped);
@@ -152,7 +160,10 @@ def main(argv=None):
     report = harness.report
     report.write_json(options.json, meta(options, started, datetime.now(UTC)))
     print(report.table())
-    print("ratio: our median / the baseline's (jobs/s: higher is better; ms: lower)")
+    print(
+        "ratio: our median / the baseline's (jobs/s: higher is better; "
+        "ms and s: lower); (Nx) after a target: the ratio to the figure it names"
+    )
     print(
         f"load average at start {load[0]:.2f}, at end {os.getloadavg()[0]:.2f}; "
         f"JSON: {options.json}"

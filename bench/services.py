@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BASELINE_VENV = ROOT / "bench" / ".venv-baselines"
 # django-tasks-db 0.13 is the ORM backend for Django 6.1's `django.tasks`;
 # raw RQ is pinned to the version our project runs, so "the same worker class"
-# is the same code.
+# is the same code. PgQueuer (on asyncpg, the driver its own benchmark uses),
+# Procrastinate (psycopg 3, as ours) and Celery (Redis transport) are the
+# latest releases that install on Python 3.13.
 BASELINE_PACKAGES = [
     "django-tasks-db==0.13.0",
     f"django=={version('django')}",
@@ -30,6 +32,13 @@ BASELINE_PACKAGES = [
     f"redis=={version('redis')}",
     # The same Redis client stack as ours: hiredis packs and parses in C.
     f"hiredis=={version('hiredis')}",
+    "pgqueuer==1.6.0",
+    # `pgq run` of pgqueuer 1.6.0 fails on the newest typer (0.29: its enum
+    # options arrive as strings); 0.19.2 is the one its own lock file tested.
+    "typer==0.19.2",
+    "asyncpg==0.32.0",
+    "procrastinate==3.10.0",
+    "celery[redis]==5.7.0",
 ]
 
 

@@ -1,4 +1,5 @@
-"""The three systems under measurement, seen from the harness.
+"""Our system, django-tasks-db and raw RQ, seen from the harness (the other
+baselines are in `bench.baselines`).
 
 Each knows how to reset its queue, run its client, start its workers, and
 read back when its jobs started and finished, from its own store:
@@ -35,6 +36,7 @@ class Window:
 class System:
     name = ""
     settings = ""
+    bursts = True  # its workers stop by themselves once the queue is empty
 
     def __init__(self, harness):
         self.harness = harness
@@ -132,6 +134,12 @@ class Ours(ResultTable):
     def rq_worker(self, worker_class, burst=True):
         command = [self.python, ROOT / "manage.py", "rqworker", "default"]
         command += ["--worker-class", f"jobs.rqworker.workers.{worker_class}"]
+        return [*command, "--burst"] if burst else command
+
+    def rq_pool(self, workers, burst=True):
+        """`rqworker-pool` with the default worker class (`settings.RQ`)."""
+        command = [self.python, ROOT / "manage.py", "rqworker-pool", "default"]
+        command += ["--num-workers", workers]
         return [*command, "--burst"] if burst else command
 
     def workers_ready(self, count):

@@ -15,19 +15,12 @@ from django.db import connection
 
 from .helpers import ROOT
 
-# The quick run drains with one worker; the 1M-row pages are left out.
-EXPECTED = [
-    "enqueue.rq.single",
-    "enqueue.dtdb.single",
-    "enqueue.rq.bulk",
-    *(
-        f"enqueue.{path}.{how}"
-        for path in ("ours_db", "ours_redis")
-        for how in ("single", "bulk")
-    ),
+# The quick run drains with one worker; the 1M-row pages are left out. Every
+# drain figure has its start-up-inclusive `.cold` twin.
+DRAINS = [
     *(
         f"drain.{path}.{task}.1w"
-        for path in ("dtdb", "ours_db")
+        for path in ("pgqueuer", "procrastinate", "dtdb", "ours_db", "celery.solo")
         for task in ("noop", "sleep10ms")
     ),
     "drain.ours_db.noop_unique.1w",
@@ -38,6 +31,19 @@ EXPECTED = [
         for kind in ("fork", "simple")
         for task in ("noop", "sleep10ms")
     ),
+    "drain.ours_rq.pool5.sleep10ms",
+]
+EXPECTED = [
+    "enqueue.rq.single",
+    "enqueue.dtdb.single",
+    "enqueue.rq.bulk",
+    *(
+        f"enqueue.{path}.{how}"
+        for path in ("ours_db", "ours_redis")
+        for how in ("single", "bulk")
+    ),
+    *DRAINS,
+    *(f"{name}.cold" for name in DRAINS),
     *(
         f"pickup.{path}.{q}"
         for path in (
@@ -50,6 +56,12 @@ EXPECTED = [
         )
         for q in ("p50", "p99")
     ),
+    *(
+        f"startup.{system}"
+        for system in ("dtdb", "rq", "pgqueuer", "procrastinate", "celery")
+    ),
+    "startup.ours_db",
+    "startup.ours_rq",
 ]
 
 
@@ -93,6 +105,10 @@ def test_quick_run__writes_every_figure_with_a_value(postgres_only, tmp_path):
     assert results["figures"]["drain.ours_db.noop.1w"]["baseline"] == (
         "drain.dtdb.noop.1w"
     )
+    # A second baseline, named by a target, has its ratio too.
+    ratios = results["figures"]["drain.ours_db.noop.1w"]["ratios"]
+    assert set(ratios) == {"drain.pgqueuer.noop.1w"}
+    assert ratios["drain.pgqueuer.noop.1w"] > 0
     assert "drain.ours_db.noop.1w" in done.stdout  # the table
 
 

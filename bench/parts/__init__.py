@@ -9,5 +9,6 @@ from .enqueue import Enqueue
 from .http import Http
 from .pickup import Pickup
 from .scale import Scale
+from .startup import Startup
 
-PARTS = {part.name: part for part in (Enqueue, Drain, Pickup, Http, Scale)}
+PARTS = {part.name: part for part in (Enqueue, Drain, Pickup, Startup, Http, Scale)}

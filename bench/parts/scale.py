@@ -44,10 +44,9 @@ class Scale(Part):
         harness = self.harness
         jobs = self.options.jobs * 2
         commands = [harness.ours.db_worker()] * WORKERS
-        drain = Drain(harness)
+        drain, name = Drain(harness), self.ours_figure
         harness.measure(
-            [self.ours_figure],
-            lambda: drain.drain(harness.ours, "noop", jobs, commands, self.ours_figure),
+            [name], lambda: drain.drain(harness.ours, "noop", jobs, commands, name)[0]
         )
         harness.measure([self.pgbench_figure], self.pgbench)
 
