@@ -11,12 +11,12 @@ from ..systems import RQ_CLASSES
 from .base import Part
 
 WARMUP_JOBS = 5  # the first jobs picked up are warm-up and dropped
-P99_TARGET = 15  # ms, for every pair with a p50 target
-# Our figure, its baseline, and its p50 target in ms (None: no targets).
+# Our figure, its baseline, and its p50 and p99 targets in ms. The forking
+# RQ worker is the default worker class (issue 23: <= 2 / 10 ms).
 PAIRS = [
-    ("ours_db", "dtdb", 5),
-    ("ours_rq.simple", "rq.simple", 3),
-    ("ours_rq.fork", "rq.fork", None),
+    ("ours_db", "dtdb", 5, 15),
+    ("ours_rq.simple", "rq.simple", 3, 15),
+    ("ours_rq.fork", "rq.fork", 2, 10),
 ]
 
 
@@ -27,11 +27,11 @@ class Pickup(Part):
 
     def define(self):
         define = self.report.define
-        for ours, base, p50 in PAIRS:
+        for ours, base, p50, p99 in PAIRS:
             if self.harness.baselines:
                 define(f"pickup.{base}.p50", "ms")
                 define(f"pickup.{base}.p99", "ms")
-            targets = ([at_most(p50)], [at_most(P99_TARGET)]) if p50 else ([], [])
+            targets = ([at_most(p50)], [at_most(p99)])
             for quantile, target in zip(("p50", "p99"), targets, strict=True):
                 baseline = f"pickup.{base}.{quantile}"
                 define(f"pickup.{ours}.{quantile}", "ms", baseline, target)
