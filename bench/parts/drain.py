@@ -71,7 +71,8 @@ class Drain(Part):
         self.report.define(f"{name}.cold", "jobs/s", cold)
 
     def jobs_for(self, task, fork=False):
-        """Count the jobs to drain: fewer where each job costs a sleep or a fork."""
+        """Count the jobs to drain: fewer where each job costs a sleep, or a
+        fork (`fork`: raw RQ's forking worker)."""
         jobs = self.options.jobs
         if fork:
             return max(20, jobs // 10)
@@ -112,16 +113,17 @@ class Drain(Part):
                     name = f"drain.celery.solo.{task}.1w"
                     commands = [celery.worker()]
                     self._drain(name, celery, task, self.jobs_for(task), commands)
-                jobs = self.jobs_for(task, fork=kind == "fork")
+                # Raw RQ's forking worker forks once per job: fewer jobs.
+                rq_jobs = self.jobs_for(task, fork=kind == "fork")
                 for workers in self.worker_counts:
                     if harness.baselines:
                         name = f"drain.rq.{kind}.{task}.{workers}w"
                         commands = [harness.rq.worker(rq_class)] * workers
-                        self._drain(name, harness.rq, task, jobs, commands)
+                        self._drain(name, harness.rq, task, rq_jobs, commands)
                     name = f"drain.ours_rq.{kind}.{task}.{workers}w"
                     ours = harness.ours_redis
                     commands = [ours.rq_worker(ours_class)] * workers
-                    self._drain(name, ours, task, jobs, commands)
+                    self._drain(name, ours, task, self.jobs_for(task), commands)
 
     def _run_pool(self):
         ours = self.harness.ours_redis
