@@ -23,8 +23,9 @@ EXPECTED = [
     *(
         f"enqueue.{path}.{how}"
         for path in ("ours_db", "ours_redis")
-        for how in ("single", "bulk")
+        for how in ("single", "bulk", "8p")
     ),
+    "enqueue.pgbench.8c",
     *(
         f"drain.{path}.{task}.1w"
         for path in ("dtdb", "ours_db")
