@@ -141,12 +141,15 @@ class DjangoSystem:
             self.task.enqueue()
 
     def _pushed(self):
-        """Wait for our background pushes to RQ: a figure counts a job once
-        it is in Redis, not when `enqueue` returned before its push."""
+        """Wait for our background pushes to RQ and NOTIFYs: a figure counts
+        a job once it is in Redis and announced, not when `enqueue` returned
+        before them."""
         if self.options.system == "ours":
+            from jobs.notify.notifier import notifier
             from jobs.notify.pusher import pusher
 
             pusher.flush()
+            notifier.flush()
 
     def single(self):
         self._warm_up()
