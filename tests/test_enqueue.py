@@ -263,6 +263,38 @@ def test_enqueue__in_autocommit__notifies_its_queue(listening, in_background, se
     assert heard_until_marker(listener, other, "marker") == ["other"]
 
 
+@pytest.fixture
+def another_enqueue_notifying(postgres_only):
+    """Another connection's open transaction holding the lock of the enqueue
+    that NOTIFYs in its own transaction (`hot_path.RING_IF_ALONE`)."""
+    import psycopg
+
+    from jobs.core.hot_path import RING_LOCK
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    take = f"SELECT pg_try_advisory_xact_lock({RING_LOCK})"
+    with psycopg.connect(**params) as other:  # one open transaction
+        assert other.execute(take).fetchone()[0]
+        yield
+        other.rollback()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_background", [True, False])
+def test_enqueue__while_another_notifies__notifies_after_its_commit(
+    listening, another_enqueue_notifying, in_background, settings
+):
+    settings.JOB_NOTIFY_IN_BACKGROUND = in_background
+    listener, other = listening
+    with transaction.atomic():
+        tasks.add.using(queue_name="other").enqueue(1, 2)
+        assert heard_until_marker(listener, other, "marker-1") == []
+
+    assert heard_until_marker(listener, other, "marker-2") == ["other"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_unique_enqueue__notifies_only_when_it_stores_a_job(listening):
     listener, other = listening

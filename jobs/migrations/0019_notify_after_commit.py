@@ -3,11 +3,13 @@ the trigger's NOTIFY.
 
 A transaction that sent NOTIFY holds one lock of the whole server from its
 commit's start to its end, WAL flush included: enqueues from many
-connections then commit one at a time. Our enqueue marks its INSERT (the
-transaction-local setting `jobs.ring_after_commit`, set by the statement
-itself), and after commit NOTIFYs in a transaction of its own whose commit
-waits for no flush (`jobs.notify.doorbell`). The trigger clears the mark, so
-it covers that one statement; every other INSERT still notifies from here.
+connections would commit one at a time. Our enqueue's INSERT says whether it
+NOTIFYs in its transaction (the transaction-local setting
+`jobs.ring_after_commit`, set by the statement itself: `core.hot_path`);
+when it does not, the enqueue NOTIFYs after commit in a transaction of its
+own that waits for no flush (`notify.doorbell`). The trigger clears the
+setting, so it covers that one statement; every other INSERT still notifies
+from here.
 """
 
 from django.db import migrations

@@ -25,19 +25,21 @@ from .rq_push import push, redis_enabled
 logger = logging.getLogger("jobs.notify")
 
 
-def ring(jobs, inserted=False):
+def ring(jobs, inserted=False, notified=False):
     """Tell workers that `jobs` are READY: NOTIFY, and push to RQ on commit.
 
     `inserted`: the jobs were just inserted by `hot_path.insert` or
     `insert_new`, whose INSERT skips its trigger's NOTIFY (migration 0019):
     they are notified once the caller's transaction commits, outside it.
-    Otherwise the NOTIFY is sent now, in the caller's transaction.
+    `notified`: that INSERT's trigger sent the NOTIFY, in the caller's
+    transaction (`hot_path.insert` says). Otherwise the NOTIFY is sent now,
+    in the caller's transaction.
     """
     jobs = list(jobs)
     if not jobs:
         return
     db = Job.objects.db
-    if on_postgresql():
+    if on_postgresql() and not notified:
         queues = {job.queue_name for job in jobs}
         if inserted:
             send = (

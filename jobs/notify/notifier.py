@@ -40,6 +40,7 @@ class Notifier:
 
     def submit(self, queue_names, db):
         with self.changed:
+            idle = not self.pending  # else the thread is told already
             self.pending.setdefault(db, set()).update(queue_names)
             self.submitted += 1
             if self.thread is None:
@@ -47,7 +48,8 @@ class Notifier:
                     target=self._run, name="job-notifier", daemon=True
                 )
                 self.thread.start()
-            self.changed.notify_all()
+            if idle:
+                self.changed.notify_all()
 
     def _run(self):
         while True:
