@@ -14,7 +14,11 @@ RQ, the baselines' venv, no Django), or `pgqueuer`, `procrastinate`,
 - `pace`: enqueue at `--rate` jobs/s for `--seconds` seconds;
 - `steady`: every `--tick` seconds, enqueue with `enqueue_many` the jobs a
   rate of `--rate` jobs/s owes so far, for `--seconds` seconds (the soak);
-- `http`: request `/health` and the admin job list (ours only).
+- `http`: request `/health` and the admin job list (ours only);
+- `producer`: one of several producer processes: warm up, create the file
+  `--ready`, wait for the file `--go`, then enqueue N jobs one at a time,
+  each in its own autocommit transaction, and report the wall-clock times
+  it started and finished (ours only).
 
 Prints one JSON object on its last line of stdout.
 """
@@ -40,7 +44,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.client")
     parser.add_argument("system", choices=["ours", "dtdb", "rq", *APP_MODULES])
     parser.add_argument(
-        "action", choices=["single", "bulk", "prefill", "pace", "steady", "http"]
+        "action",
+        choices=["single", "bulk", "prefill", "pace", "steady", "http", "producer"],
     )
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument(
@@ -58,6 +63,8 @@ def main(argv=None):
         "clock to bench_commit (when its jobs became visible)",
     )
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--ready", help="producer: file to create once warm")
+    parser.add_argument("--go", help="producer: file whose creation starts it")
     options = parser.parse_args(argv)
     system = {"ours": DjangoSystem, "dtdb": DjangoSystem, "rq": RawRQ}.get(
         options.system, AppModule
@@ -144,12 +151,15 @@ class DjangoSystem:
             self.task.enqueue()
 
     def _pushed(self):
-        """Wait for our background pushes to RQ: a figure counts a job once
-        it is in Redis, not when `enqueue` returned before its push."""
+        """Wait for our background pushes to RQ and NOTIFYs: a figure counts
+        a job once it is in Redis and announced, not when `enqueue` returned
+        before them."""
         if self.options.system == "ours":
+            from jobs.notify.notifier import notifier
             from jobs.notify.pusher import pusher
 
             pusher.flush()
+            notifier.flush()
 
     def single(self):
         self._warm_up()
@@ -208,6 +218,24 @@ class DjangoSystem:
 
     def http(self):
         return http_timings(self.options.requests)
+
+    def producer(self):
+        """Enqueue N jobs one by one, from when `--go` exists; the times are
+        wall-clock, so the harness can set producers side by side."""
+        from pathlib import Path
+
+        self._warm_up()
+        self._pushed()
+        Path(self.options.ready).touch()
+        go = Path(self.options.go)
+        while not go.exists():
+            time.sleep(0.001)
+        jobs, enqueue = self.options.jobs, self.task.enqueue
+        started = time.time()
+        for _ in range(jobs):
+            enqueue()
+        self._pushed()
+        return {"jobs": jobs, "started": started, "finished": time.time()}
 
 
 # The admin job list as an operator uses it: plain, each filter, each kind
@@ -347,6 +375,9 @@ class RawRQ:
 
     def http(self):
         return {"error": "raw RQ has no web pages"}
+
+    def producer(self):
+        return {"error": "the producers measure our system only"}
 
 
 class AppModule:

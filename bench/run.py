@@ -12,7 +12,11 @@ it creates and drops its own scratch databases (`--db-prefix`), and
 baselines are installed with uv into `bench/.venv-baselines`.
 
 How figures are taken (the same for every system):
-- enqueue: jobs/s of N enqueues in one process after 20 untimed ones;
+- enqueue: jobs/s of N enqueues in one process after 20 untimed ones; and
+  of 8 producer processes let go together once warm, each enqueuing N/4 jobs
+  one per autocommit transaction: all jobs / (last finish - first start), as
+  the producers clock it, against `pgbench -N -c 8 -j 2` (tps without the
+  initial connection time) on a scratch database of the same server;
 - drain: N jobs pre-filled in bulk, then burst workers started (Celery has
   no burst mode: stopped once its stamps count N); jobs/s is
   N / (last job finished - first job started), read from each system's own

@@ -30,6 +30,9 @@ DEFAULTS = {
     "JOB_REDIS_RETRY_SECONDS": 5.0,
     # Push to RQ from a thread after commit, not in the committing thread.
     "JOB_REDIS_PUSH_IN_BACKGROUND": True,
+    # PostgreSQL: NOTIFY enqueued jobs from a thread after commit, not in the
+    # committing thread.
+    "JOB_NOTIFY_IN_BACKGROUND": True,
     # Prepare the hot statements on PostgreSQL: "auto" where they are safe (a
     # direct connection, or a pooler that renames them per client), "1"
     # always (an error where they are not safe), "0" never.

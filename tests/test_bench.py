@@ -40,8 +40,9 @@ EXPECTED = [
     *(
         f"enqueue.{path}.{how}"
         for path in ("ours_db", "ours_redis")
-        for how in ("single", "bulk")
+        for how in ("single", "bulk", "8p")
     ),
+    "enqueue.pgbench.8c",
     *DRAINS,
     *(f"{name}.cold" for name in DRAINS),
     *(

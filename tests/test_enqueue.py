@@ -23,6 +23,8 @@ from jobs.exceptions import InvalidTaskArguments, JobQueueDisabled
 from jobs.models import Job, JobStatus
 from tests.testapp import tasks
 
+from .helpers import make_job
+
 pytestmark = pytest.mark.django_db
 
 
@@ -201,8 +203,26 @@ def test_enqueue_many__writes_the_rows_enqueue_writes():
     assert (one.priority, one.max_attempts, one.return_value) == (5, 7, None)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_enqueue__notifies_listeners_on_commit_only(postgres_only):
+def heard_until_marker(listener, other, marker):
+    """What the listener hears up to a NOTIFY that `other` commits now:
+    PostgreSQL delivers notifications in commit order. What this process
+    notifies after commits is sent first (`notifier.flush`)."""
+    from jobs.notify.listen import CHANNEL
+    from jobs.notify.notifier import notifier
+
+    assert notifier.flush(timeout=60)
+    other.execute("SELECT pg_notify(%s, %s)", [CHANNEL, marker])
+    heard = []
+    for notify in listener.notifies(timeout=60):
+        if notify.payload == marker:
+            return heard
+        heard.append(notify.payload)
+    raise AssertionError(f"the marker {marker} never arrived")
+
+
+@pytest.fixture
+def listening(postgres_only):
+    """A connection that LISTENs on the channel, and another to send markers."""
     import psycopg
 
     from jobs.notify.listen import CHANNEL
@@ -210,30 +230,116 @@ def test_enqueue__notifies_listeners_on_commit_only(postgres_only):
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
-
-    def heard_until_marker(listener, other, marker):
-        """What the listener hears up to a NOTIFY that `other` commits now:
-        PostgreSQL delivers notifications in commit order."""
-        other.execute("SELECT pg_notify(%s, %s)", [CHANNEL, marker])
-        heard = []
-        for notify in listener.notifies(timeout=60):
-            if notify.payload == marker:
-                return heard
-            heard.append(notify.payload)
-        raise AssertionError(f"the marker {marker} never arrived")
-
     with (
         psycopg.connect(**params, autocommit=True) as listener,
         psycopg.connect(**params, autocommit=True) as other,
     ):
         listener.execute(f"LISTEN {CHANNEL}")
-        with transaction.atomic():
-            tasks.add.enqueue(1, 2)
-            tasks.add.using(queue_name="other").enqueue_many([((1, 2), {})] * 3)
-            assert heard_until_marker(listener, other, "marker-1") == []
-        heard = heard_until_marker(listener, other, "marker-2")
+        yield listener, other
 
-    assert sorted(heard) == ["default", "other"]
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_background", [True, False])
+def test_enqueue__notifies_listeners_on_commit_only(listening, in_background, settings):
+    settings.JOB_NOTIFY_IN_BACKGROUND = in_background
+    listener, other = listening
+    with transaction.atomic():
+        tasks.add.enqueue(1, 2)
+        tasks.add.using(queue_name="other").enqueue_many([((1, 2), {})] * 3)
+        assert heard_until_marker(listener, other, "marker-1") == []
+    heard = heard_until_marker(listener, other, "marker-2")
+
+    assert sorted(set(heard)) == ["default", "other"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_background", [True, False])
+def test_enqueue__in_autocommit__notifies_its_queue(listening, in_background, settings):
+    settings.JOB_NOTIFY_IN_BACKGROUND = in_background
+    listener, other = listening
+
+    tasks.add.using(queue_name="other").enqueue(1, 2)
+
+    assert heard_until_marker(listener, other, "marker") == ["other"]
+
+
+@pytest.fixture
+def another_enqueue_notifying(postgres_only):
+    """Another connection's open transaction holding the lock of the enqueue
+    that NOTIFYs in its own transaction (`hot_path.RING_IF_ALONE`)."""
+    import psycopg
+
+    from jobs.core.hot_path import RING_LOCK
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    take = f"SELECT pg_try_advisory_xact_lock({RING_LOCK})"
+    with psycopg.connect(**params) as other:  # one open transaction
+        assert other.execute(take).fetchone()[0]
+        yield
+        other.rollback()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_background", [True, False])
+def test_enqueue__while_another_notifies__notifies_after_its_commit(
+    listening, another_enqueue_notifying, in_background, settings
+):
+    settings.JOB_NOTIFY_IN_BACKGROUND = in_background
+    listener, other = listening
+    with transaction.atomic():
+        tasks.add.using(queue_name="other").enqueue(1, 2)
+        assert heard_until_marker(listener, other, "marker-1") == []
+
+    assert heard_until_marker(listener, other, "marker-2") == ["other"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unique_enqueue__notifies_only_when_it_stores_a_job(listening):
+    listener, other = listening
+    unique = tasks.add.using(queue_name="other", unique_key="k")
+
+    unique.enqueue(1, 2)
+    first = heard_until_marker(listener, other, "marker-1")
+    unique.enqueue(1, 2)  # the key is held: nothing stored
+
+    assert first == ["other"]
+    assert heard_until_marker(listener, other, "marker-2") == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_insert_by_other_code__after_an_enqueue__still_notifies_from_the_trigger(
+    listening,
+):
+    # The enqueue's INSERT tells the trigger to skip it; the mark covers that
+    # statement only, so a row inserted by other means in the same
+    # transaction is notified by the trigger on commit.
+    listener, other = listening
+    with transaction.atomic():
+        tasks.add.enqueue(1, 2)
+        make_job(queue_name="other")
+
+    assert sorted(heard_until_marker(listener, other, "marker")) == [
+        "default",
+        "other",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_notifier__a_failed_notify_is_logged_and_later_ones_still_go_out(
+    listening, caplog
+):
+    from jobs.notify.notifier import notifier
+
+    listener, other = listening
+    notifier.submit({"default"}, "no-such-database")
+    assert notifier.flush(timeout=60)
+
+    tasks.add.enqueue(1, 2)
+
+    assert heard_until_marker(listener, other, "marker") == ["default"]
+    assert "NOTIFY after commit failed" in caplog.text
 
 
 def test_enqueue_many__a_bad_argument_stores_nothing():

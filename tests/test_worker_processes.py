@@ -185,6 +185,35 @@ def test_listen_notify__wakes_an_idle_worker_on_commit(postgres_only, start_work
     )
 
 
+def test_listen_notify__wakes_an_idle_worker_while_another_enqueue_notifies(
+    postgres_only, start_worker
+):
+    # Another transaction holds the lock of the one enqueue that NOTIFYs in
+    # its own transaction: this enqueue NOTIFYs after its commit instead.
+    import psycopg
+
+    from jobs.core.hot_path import RING_LOCK
+
+    start_worker(env={"JOB_POLL_SECONDS": "3600", "JOB_MAINTENANCE_SECONDS": "3600"})
+    listening = wait_for(listening_since, message="the worker to LISTEN")
+    wait_for(lambda: claimed_since(listening), message="its claim after LISTEN")
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    take = f"SELECT pg_try_advisory_xact_lock({RING_LOCK})"
+    with psycopg.connect(**params) as other:  # one open transaction
+        assert other.execute(take).fetchone()[0]
+
+        result = tasks.record_run.enqueue("woken")
+
+        wait_for(
+            lambda: status_of(result) == JobStatus.SUCCESSFUL,
+            timeout=60,
+            message="the worker to wake",
+        )
+        other.rollback()
+
+
 def test_sigterm__claimed_jobs_that_never_started_are_released_uncounted(
     start_worker,
 ):

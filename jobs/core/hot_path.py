@@ -500,12 +500,24 @@ def success_params(outcomes):
 def insert(jobs, batch_size=10_000, varying=None):
     """INSERT new job rows in the caller's transaction, in few statements.
 
+    Return whether the INSERT's trigger NOTIFYs their queue when that
+    transaction commits (PostgreSQL, one job, and no other enqueue's
+    transaction notifying meanwhile: `RING_IF_ALONE`). When not, the caller
+    rings the doorbell after commit (`doorbell.ring(jobs, inserted=True)`).
+
     `varying`: the only fields whose values may differ between `jobs` (the
     others are read from the first job); None: any field.
     """
-    form = insert_with_sql if on_postgresql() else insert_with_orm
+    if not on_postgresql():
+        for start in range(0, len(jobs), batch_size):
+            insert_with_orm(jobs[start : start + batch_size])
+        return False
+    if len(jobs) == 1:
+        rows = insert_with_sql(jobs, RETURNING_RING, ring=RING_IF_ALONE)
+        return rows[0][0] == "off"
     for start in range(0, len(jobs), batch_size):
-        form(jobs[start : start + batch_size], varying=varying)
+        insert_with_sql(jobs[start : start + batch_size], varying=varying)
+    return False
 
 
 def insert_with_orm(jobs, varying=None):
@@ -513,12 +525,31 @@ def insert_with_orm(jobs, varying=None):
     Job.objects.bulk_create(jobs, batch_size=1000)
 
 
-def insert_with_sql(jobs, tail="", varying=None):
+# Whether the INSERT's trigger (migration 0019) sends the NOTIFY in the
+# inserting transaction, as the statement itself says; the trigger clears
+# the setting, so it covers that statement only. 'on': no NOTIFY, the caller
+# rings after commit, outside the transaction (`doorbell.ring`).
+RING_AFTER_COMMIT = " WHERE set_config('jobs.ring_after_commit', 'on', true) = 'on'"
+# A transaction that sent NOTIFY holds a lock of the whole server from its
+# commit's start to its end, WAL flush included. So an enqueue NOTIFYs in its
+# own transaction only while no other does: it takes this advisory lock,
+# held until it commits; one that cannot rings after its commit instead,
+# and enqueues from many connections commit side by side.
+RING_LOCK = "hashtext('reporadar_jobs'), 0"  # the advisory lock's two keys
+RING_IF_ALONE = (
+    " WHERE set_config('jobs.ring_after_commit', CASE WHEN "
+    f"pg_try_advisory_xact_lock({RING_LOCK}) THEN 'off' ELSE 'on' END, true) <> ''"
+)
+RETURNING_RING = " RETURNING current_setting('jobs.ring_after_commit')"
+
+
+def insert_with_sql(jobs, tail="", varying=None, ring=RING_AFTER_COMMIT):
     """INSERT new jobs in one statement, as `bulk_create` would.
 
     A column whose value is the same in every row (the task, queue, times of
     a bulk enqueue) is sent once; the others as one array each, unnested.
-    `tail` ends the statement (`SKIP_HELD_KEYS`), whose rows are then returned.
+    `tail` ends the statement (`SKIP_HELD_KEYS`), whose rows are then returned;
+    `ring` says whether its trigger notifies (`RING_AFTER_COMMIT`).
     """
     connection = connections[Job.objects.db]
     columns, values, arrays = [], [], []
@@ -544,7 +575,7 @@ def insert_with_sql(jobs, tail="", varying=None):
     source = f" FROM unnest({', '.join(arrays)}) AS u({names})" if arrays else ""
     sql = (
         f"INSERT INTO {Job._meta.db_table} ({', '.join(columns)}) "  # noqa: S608 (names from the model)
-        f"SELECT {', '.join(values)}{source}{tail}"
+        f"SELECT {', '.join(values)}{source}{ring}{tail}"
     )
     with bound_cursor(connection) as cursor:
         cursor.execute(sql, params + array_params)

@@ -1,8 +1,10 @@
 """Ring the doorbell: tell workers a row is waiting.
 
 The row is the truth; nothing here is needed for a job to run eventually.
-On PostgreSQL the first doorbell is NOTIFY, which is transactional: listeners
-hear it only when the caller's transaction commits. With `REDIS_URL` set, the
+On PostgreSQL the first doorbell is NOTIFY, which listeners hear only once
+the caller's transaction commits: sent in that transaction, or, for jobs
+our enqueue just inserted, after it in a transaction of its own, from a
+thread of the process (`notifier`). With `REDIS_URL` set, the
 job id is also pushed to RQ once the transaction commits. A push that fails
 (Redis down) loses nothing: the row stays READY, `jobworker` can run it, and
 the re-dispatcher pushes it again when Redis answers.
@@ -15,25 +17,39 @@ from django.db import transaction
 
 from .. import conf
 from ..models import Job, on_postgresql
-from .listen import notify
+from .listen import notify, notify_committed
+from .notifier import notifier
 from .pusher import pusher
 from .rq_push import push, redis_enabled
 
 logger = logging.getLogger("jobs.notify")
 
 
-def ring(jobs, inserted=False):
-    """Tell workers that `jobs` are READY: NOTIFY now, push to RQ on commit.
+def ring(jobs, inserted=False, notified=False):
+    """Tell workers that `jobs` are READY: NOTIFY, and push to RQ on commit.
 
-    `inserted`: the jobs were just inserted, and on PostgreSQL the INSERT's
-    own trigger (migration 0004) sent the NOTIFY.
+    `inserted`: the jobs were just inserted by `hot_path.insert` or
+    `insert_new`, whose INSERT skips its trigger's NOTIFY (migration 0019):
+    they are notified once the caller's transaction commits, outside it.
+    `notified`: that INSERT's trigger sent the NOTIFY, in the caller's
+    transaction (`hot_path.insert` says). Otherwise the NOTIFY is sent now,
+    in the caller's transaction.
     """
     jobs = list(jobs)
     if not jobs:
         return
     db = Job.objects.db
-    if on_postgresql() and not inserted:
-        notify({job.queue_name for job in jobs}, db)
+    if on_postgresql() and not notified:
+        queues = {job.queue_name for job in jobs}
+        if inserted:
+            send = (
+                notifier.submit
+                if conf.get("JOB_NOTIFY_IN_BACKGROUND")
+                else notify_committed
+            )
+            transaction.on_commit(partial(send, queues, db), using=db)
+        else:
+            notify(queues, db)
     if redis_enabled():
         send = pusher.submit if conf.get("JOB_REDIS_PUSH_IN_BACKGROUND") else push
         transaction.on_commit(partial(send, jobs), using=db)
