@@ -84,10 +84,15 @@ OVERRIDES = {
         " -> 'tuple[Job, Queue] | None'",
         "Wait for Redis also when RQ marks the worker idle before the dequeue.",
     ),
+    "BaseWorker.handle_warm_shutdown_request": Override(
+        "(self)",
+        "On SIGTERM, tell the work horse to start no further job of its batch "
+        "(the rest go back to the queue); RQ's own only logs.",
+    ),
     "Worker.execute_job": Override(
         "(self, job: 'Job', queue: 'Queue')",
-        "Claim the row before the fork and record the horse's report after it "
-        "(HandOver); carry on when Redis fails around a job.",
+        "Claim the batch's rows before the fork and record the horse's report "
+        "after it (HandOver); carry on when Redis fails around a job.",
     ),
     "SimpleWorker.execute_job": Override(
         "(self, job: 'Job', queue: 'Queue')",
