@@ -58,7 +58,9 @@ def test_simple_rqworker__records_each_success_with_the_next_claim(
 
 
 def test_rqworker__claims_its_first_job_on_the_connection_it_opened_to_start(
-    redis_dispatch, monkeypatch
+    postgres_only,  # SQLite's connections close after each job (CONN_MAX_AGE 0)
+    redis_dispatch,
+    monkeypatch,
 ):
     result = tasks.add.enqueue(1, 1)
     connection.close()
