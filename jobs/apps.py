@@ -1,3 +1,5 @@
+import gc
+
 from django.apps import AppConfig
 
 
@@ -9,3 +11,14 @@ class JobsConfig(AppConfig):
     def ready(self):
         from . import checks  # noqa: F401 (registers the system checks)
         from .web import admin  # noqa: F401 (registers the job console)
+
+        resume_garbage_collector()
+
+
+def resume_garbage_collector():
+    """Turn the garbage collector back on, if `manage.py` paused it for
+    start-up, and set aside (freeze) what start-up made: no collection
+    walks those objects again, nor touches their pages in a forked process."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()

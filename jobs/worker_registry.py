@@ -13,22 +13,40 @@ from .models import WorkerProcess
 
 
 def register(worker_id, kind, queues, concurrency):
-    """Record a starting worker process."""
+    """Record a starting worker process, in one statement: a new row, or the
+    row of this id brought up to date."""
     now = timezone.now()
-    WorkerProcess.objects.update_or_create(
+    row = WorkerProcess(
         id=worker_id,
-        defaults={
-            "kind": kind,
-            "hostname": socket.gethostname(),
-            "pid": os.getpid(),
-            "pid_space": pid_space(),
-            "queues": list(queues),
-            "concurrency": concurrency,
-            "started_at": now,
-            "last_heartbeat_at": now,
-        },
+        kind=kind,
+        hostname=socket.gethostname(),
+        pid=os.getpid(),
+        pid_space=pid_space(),
+        queues=list(queues),
+        concurrency=concurrency,
+        started_at=now,
+        last_heartbeat_at=now,
+        clock_ahead=ahead_of(now),
     )
-    WorkerProcess.objects.filter(id=worker_id).update(clock_ahead=ahead_of(now))
+    WorkerProcess.objects.bulk_create(
+        [row],
+        update_conflicts=True,
+        unique_fields=["id"],
+        update_fields=[*REGISTERED, "clock_ahead"],
+    )
+
+
+# What `register` writes over the row of a worker id registered before.
+REGISTERED = [
+    "kind",
+    "hostname",
+    "pid",
+    "pid_space",
+    "queues",
+    "concurrency",
+    "started_at",
+    "last_heartbeat_at",
+]
 
 
 def report_alive(worker_id, hears_notify=None):

@@ -92,6 +92,21 @@ def test_jobworker__refuses_bad_options(args, message):
         call_command("jobworker", *args)
 
 
+def test_worker_registry__register__one_statement_that_renews_a_known_id(
+    django_assert_num_queries,
+):
+    worker_registry.register("w:1:a", WorkerProcess.Kind.DATABASE, ["default"], 5)
+    WorkerProcess.objects.update(last_heartbeat_at=in_the_past(600), clock_ahead=None)
+
+    with django_assert_num_queries(1):
+        worker_registry.register("w:1:a", WorkerProcess.Kind.RQ, ["other"], 1)
+
+    worker = WorkerProcess.objects.get()
+    assert (worker.kind, worker.queues, worker.concurrency) == ("rq", ["other"], 1)
+    assert worker.clock_ahead is not None
+    assert list(WorkerProcess.objects.alive()) == [worker]
+
+
 def test_worker_registry__register_beat_forget():
     worker_registry.register("w:1:a", WorkerProcess.Kind.DATABASE, ["default"], 5)
     worker_registry.register("w:2:b", WorkerProcess.Kind.RQ, ["default"], 1)

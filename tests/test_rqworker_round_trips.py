@@ -4,7 +4,8 @@ To the database: a success is recorded with the next claim. To Redis: the
 worker renews its key and asks whether it is suspended at most once a second,
 marks itself idle once between jobs, saves a success's last heartbeat with
 its outcome, and takes each job from its priority bands in one pop; a forked
-work horse connects without reading package metadata.
+work horse connects without reading package metadata. The worker connects to
+the database once to start and claim.
 """
 
 import pytest
@@ -54,6 +55,23 @@ def test_simple_rqworker__records_each_success_with_the_next_claim(
     assert {(job.status, job.return_value) for job in jobs} == {
         (JobStatus.SUCCESSFUL, 2 * i) for i in range(5)
     }
+
+
+def test_rqworker__claims_its_first_job_on_the_connection_it_opened_to_start(
+    postgres_only,  # SQLite's connections close after each job (CONN_MAX_AGE 0)
+    redis_dispatch,
+    monkeypatch,
+):
+    result = tasks.add.enqueue(1, 1)
+    connection.close()
+    connects = []
+    connect = connection.connect
+    monkeypatch.setattr(connection, "connect", lambda: connects.append(connect()))
+
+    drain_rq()
+
+    assert len(connects) == 1
+    assert Job.objects.get(pk=result.id).status == JobStatus.SUCCESSFUL
 
 
 def test_rqworker__renews_its_worker_key_at_most_once_a_second(

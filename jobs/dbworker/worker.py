@@ -161,6 +161,9 @@ class Worker:
             return True
         self._housekeeping()
         claimed, wanted = (0, 0) if self.flags.stopping else self.claims.claim()
+        # Maintenance after the claim: the jobs just claimed run meanwhile.
+        if not self.flags.stopping and self.maintenance.run_if_due(time.monotonic()):
+            return False  # claim again now: a rescue or a schedule made jobs due
         if self.burst and not claimed and self.exchange.idle():
             self.acks.collect(force=True)
             return True
@@ -186,12 +189,10 @@ class Worker:
     # --- Housekeeping -----------------------------------------------------
 
     def _housekeeping(self):
-        """Renew leases, run due maintenance, enforce time limits, and give
-        back claimed jobs held too long."""
+        """Renew leases, enforce time limits, and give back claimed jobs held
+        too long."""
         now = time.monotonic()
         self.leases.renew_if_due(now)
-        if not self.flags.stopping:
-            self.maintenance.run_if_due(now)
         if self.pool.enforce_timeouts(now):
             self.flags.stopping = True  # claim no more, exit 1 once jobs finish
             self.exit_code = 1

@@ -1,9 +1,11 @@
 """When the duties run in a database worker.
 
-The first turn runs in the worker's loop as it starts, before its first
-claim. After that, on PostgreSQL, they run in a thread of their own, with
-its own connection, so a long prune or vacuum never delays a claim; on
-SQLite, one writer at a time, they stay in the loop, between claims.
+The first turn runs in the worker's loop as it starts, right after its first
+claim: the jobs due then start without waiting for it, and the loop claims
+again at once (a rescue or a schedule may have made jobs due). After that,
+on PostgreSQL, they run in a thread of their own, with its own connection,
+so a long prune or vacuum never delays a claim; on SQLite, one writer at a
+time, they stay in the loop, between claims.
 """
 
 import logging
@@ -32,9 +34,9 @@ class Schedule:
 
     def run_if_due(self, now):
         """Run the duties from the loop if it is time to: the first turn,
-        then every turn where they have no thread."""
+        then every turn where they have no thread; say whether they ran."""
         if self.thread is not None or now < self.next_turn:
-            return
+            return False
         run_due_duties(self.holder)
         self.next_turn = now + conf.get("JOB_MAINTENANCE_SECONDS")
         if self.in_thread:
@@ -42,6 +44,7 @@ class Schedule:
                 target=self._run, name="job-maintenance", daemon=True
             )
             self.thread.start()
+        return True
 
     def stop(self):
         self.stopped.set()

@@ -4,7 +4,7 @@ RQ's scheduler (for delays and retries), our maintenance, fewer round trips."""
 import time
 from contextlib import suppress
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from rq.exceptions import DeserializationError
 from rq.job import JobStatus as RQJobStatus
 from rq.serializers import JSONSerializer
@@ -112,8 +112,10 @@ class JobsWorkerMixin(RedisOutageMixin):
         job.ended_at = job.last_heartbeat = rq_now()
 
     def work(self, *args, **kwargs):
+        # The connection opened here is the one the first claim uses: a work
+        # horse never uses it (it makes its own, `main_work_horse`), nor does
+        # RQ's scheduler process.
         conf.check_database()
-        connections.close_all()  # never share a connection with a work horse
         worker_id()  # named before the work horses fork, so they share it
         # Delayed jobs and retries are pushed with `enqueue_at`: RQ's scheduler
         # moves them to their queue when due.
