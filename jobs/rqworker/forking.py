@@ -32,8 +32,11 @@ class JobsWorker(JobsWorkerMixin, Worker):
         job_ids = rq_job_arguments(job)
         # Busy before the claim, as RQ marks itself before a fork: a SIGTERM
         # now waits for these jobs instead of stopping with them claimed.
-        self.set_state(WorkerStatus.BUSY)
+        # RQ reads its own field for that; Redis is told after the claim, so
+        # the jobs do not wait for a round trip to start.
+        self._state = WorkerStatus.BUSY
         claimed = self.claim(job_ids) if job_ids else []
+        self.set_state(WorkerStatus.BUSY)
         if not claimed:  # not claimable, or not ours: the horse decides
             return super().execute_job(job, queue)
         with tempfile.TemporaryFile("w+") as report, holding(claimed):
