@@ -4,7 +4,7 @@ import os
 import signal
 import subprocess
 import sys
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 
@@ -272,3 +272,23 @@ def sessions_waiting_for_a_lock(wait_event=None):
         else:
             cursor.execute(sql + " AND wait_event = %s", [wait_event])
         return cursor.fetchone()[0]
+
+
+@contextmanager
+def notify_lock_held():
+    """Hold, from another connection's open transaction, the lock of the
+    enqueue that NOTIFYs in its own transaction (`hot_path.RING_IF_ALONE`):
+    enqueues meanwhile NOTIFY after their commit."""
+    import psycopg
+
+    from jobs.core.hot_path import RING_LOCK
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params) as other:  # one open transaction
+        assert other.execute(
+            f"SELECT pg_try_advisory_xact_lock({RING_LOCK})"
+        ).fetchone()[0]
+        yield
+        other.rollback()

@@ -23,7 +23,7 @@ from jobs.exceptions import InvalidTaskArguments, JobQueueDisabled
 from jobs.models import Job, JobStatus
 from tests.testapp import tasks
 
-from .helpers import make_job
+from .helpers import make_job, notify_lock_held
 
 pytestmark = pytest.mark.django_db
 
@@ -267,18 +267,8 @@ def test_enqueue__in_autocommit__notifies_its_queue(listening, in_background, se
 def another_enqueue_notifying(postgres_only):
     """Another connection's open transaction holding the lock of the enqueue
     that NOTIFYs in its own transaction (`hot_path.RING_IF_ALONE`)."""
-    import psycopg
-
-    from jobs.core.hot_path import RING_LOCK
-
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    take = f"SELECT pg_try_advisory_xact_lock({RING_LOCK})"
-    with psycopg.connect(**params) as other:  # one open transaction
-        assert other.execute(take).fetchone()[0]
+    with notify_lock_held():
         yield
-        other.rollback()
 
 
 @pytest.mark.django_db(transaction=True)

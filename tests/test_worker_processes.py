@@ -18,6 +18,7 @@ from .helpers import (
     command_environment,
     database_clock,
     listening_since,
+    notify_lock_held,
     status_of,
     wait_for,
 )
@@ -190,20 +191,10 @@ def test_listen_notify__wakes_an_idle_worker_while_another_enqueue_notifies(
 ):
     # Another transaction holds the lock of the one enqueue that NOTIFYs in
     # its own transaction: this enqueue NOTIFYs after its commit instead.
-    import psycopg
-
-    from jobs.core.hot_path import RING_LOCK
-
     start_worker(env={"JOB_POLL_SECONDS": "3600", "JOB_MAINTENANCE_SECONDS": "3600"})
     listening = wait_for(listening_since, message="the worker to LISTEN")
     wait_for(lambda: claimed_since(listening), message="its claim after LISTEN")
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    take = f"SELECT pg_try_advisory_xact_lock({RING_LOCK})"
-    with psycopg.connect(**params) as other:  # one open transaction
-        assert other.execute(take).fetchone()[0]
-
+    with notify_lock_held():
         result = tasks.record_run.enqueue("woken")
 
         wait_for(
@@ -211,7 +202,6 @@ def test_listen_notify__wakes_an_idle_worker_while_another_enqueue_notifies(
             timeout=60,
             message="the worker to wake",
         )
-        other.rollback()
 
 
 def test_sigterm__claimed_jobs_that_never_started_are_released_uncounted(
