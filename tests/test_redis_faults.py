@@ -101,6 +101,7 @@ def test_rq_job_ended_without_running_its_row__row_is_pushed_again(
     redis_dispatch, redis_server, settings
 ):
     ended = tasks.record_run.enqueue("rq-job-failed")
+    assert pusher.pusher.flush(timeout=10)  # pushed apart: an RQ job each
     queued = tasks.record_run.enqueue("still-queued")
     assert pusher.pusher.flush(timeout=10)
     client = redis_server.client()

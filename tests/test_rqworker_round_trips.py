@@ -140,8 +140,10 @@ def test_rqworker__marks_itself_idle_once_between_jobs(redis_dispatch, redis_ser
 def test_rqworker__saves_the_last_heartbeat_of_a_success_with_its_outcome(
     redis_dispatch, redis_server
 ):
-    results = [tasks.add.enqueue(2, 2), tasks.add.enqueue(3, 3)]
-    assert pusher.pusher.flush(timeout=10)
+    results = []
+    for a in (2, 3):  # pushed one at a time: an RQ job each
+        results.append(tasks.add.enqueue(a, a))
+        assert pusher.pusher.flush(timeout=10)
     client = redis_server.client()
     queue = get_queue("default")
     worker = JobsSimpleWorker([queue], connection=client)
