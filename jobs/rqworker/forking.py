@@ -2,7 +2,6 @@
 
 import tempfile
 import time
-from contextlib import contextmanager
 
 from django.db import connections
 from rq import Worker
@@ -39,7 +38,7 @@ class JobsWorker(JobsWorkerMixin, Worker):
         self.set_state(WorkerStatus.BUSY)
         if not claimed:  # not claimable, or not ours: the horse decides
             return super().execute_job(job, queue)
-        with tempfile.TemporaryFile("w+") as report, holding(claimed):
+        with tempfile.TemporaryFile("w+") as report, lease_keeper.holding(*claimed):
             handover.handed_over = hand_over = HandOver(job_ids, claimed, report)
             try:
                 super().execute_job(job, queue)
@@ -149,15 +148,3 @@ def rq_job_arguments(job):
         return job_id_list(job.args) if job.func_name == rq_push.RQ_FUNCTION else None
     except Exception:  # not ours, or unreadable: the horse reports it as RQ does
         return None
-
-
-@contextmanager
-def holding(jobs):
-    """Renew the leases of `jobs` while the horse runs them."""
-    for job in jobs:
-        lease_keeper.hold(job)
-    try:
-        yield
-    finally:
-        for job in jobs:
-            lease_keeper.let_go(job)

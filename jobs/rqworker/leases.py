@@ -35,12 +35,14 @@ class LeaseKeeper:
         self.pid = None
 
     @contextmanager
-    def holding(self, job):
-        self.hold(job)
+    def holding(self, *jobs):
+        for job in jobs:
+            self.hold(job)
         try:
             yield
         finally:
-            self.let_go(job)
+            for job in jobs:
+                self.let_go(job)
 
     def hold(self, job):
         with self.lock:
