@@ -132,13 +132,16 @@ class Ours(ResultTable):
         return command
 
     def rq_worker(self, worker_class, burst=True):
+        # `--skip-checks`, as `bin/rqworker-service` starts it.
         command = [self.python, ROOT / "manage.py", "rqworker", "default"]
+        command.append("--skip-checks")
         command += ["--worker-class", f"jobs.rqworker.workers.{worker_class}"]
         return [*command, "--burst"] if burst else command
 
     def rq_pool(self, workers, burst=True):
         """`rqworker-pool` with the default worker class (`settings.RQ`)."""
         command = [self.python, ROOT / "manage.py", "rqworker-pool", "default"]
+        command.append("--skip-checks")
         command += ["--num-workers", workers]
         return [*command, "--burst"] if burst else command
 

@@ -5,6 +5,8 @@ from health_check.views import HealthCheckView
 from healthcheck.checks import CHECKS
 from healthcheck.views import HealthView
 
+admin.autodiscover()  # every app's `admin` module (`config.apps.AdminConfig`)
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("jobs.web.urls")),

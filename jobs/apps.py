@@ -10,7 +10,6 @@ class JobsConfig(AppConfig):
 
     def ready(self):
         from . import checks  # noqa: F401 (registers the system checks)
-        from .web import admin  # noqa: F401 (registers the job console)
 
         resume_garbage_collector()
 

@@ -1,12 +1,15 @@
-"""System checks (`manage.py check`, and every worker command as it starts):
-a schedule of JOB_SCHEDULES that cannot run is an error naming it."""
+"""System checks (`manage.py check`, `migrate`, and `jobworker` as it
+starts, which runs only these: tag `jobs`): a schedule of JOB_SCHEDULES that
+cannot run is an error naming it."""
 
 from django.core import checks
 
 from .core import cron
 
+TAG = "jobs"
 
-@checks.register()
+
+@checks.register(TAG)
 def check_schedules(app_configs, **kwargs):
     """Report each schedule whose keys, cron, time zone, task or options are
     wrong (ids jobs.E021 to jobs.E027)."""

@@ -26,7 +26,7 @@ LAYERS = [
     {"core"},  # tasks, transitions, running and recording a job
     {"maintenance"},  # leader lock, rescue, re-dispatch, prune
     {"dbworker", "rqworker", "backend"},  # the runners, and enqueue
-    {"web", "management", "apps", "examples", "checks"},  # people-facing edges
+    {"web", "admin", "management", "apps", "examples", "checks"},  # people-facing edges
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 

@@ -1,5 +1,7 @@
-"""A worker's start-up: what it does before its first job, and what waits."""
+"""A worker's start-up: what it does before its first job, what waits, and
+what it never loads."""
 
+import json
 import subprocess
 import sys
 
@@ -64,3 +66,77 @@ PROBE = (
     "import gc; print(f'enabled={gc.isenabled()}', "
     "f'frozen={gc.get_freeze_count() > 0}')"
 )
+
+
+# --- What a worker loads: no web code ----------------------------------------
+
+WEB_MODULES = ("config.urls", "jobs.web.admin", "django_rq.admin")
+
+
+def manage_py(*args, env=None):
+    """Run `manage.py *args` in a subprocess; on exit it prints which of
+    WEB_MODULES it had imported."""
+    report = (
+        "import atexit, runpy, sys\n"
+        f"web = {WEB_MODULES!r}\n"
+        "atexit.register(lambda: print('loaded', [m for m in web if m in sys.modules]))"
+        "\n"
+        "sys.argv[0] = 'manage.py'\n"
+        "runpy.run_path('manage.py', run_name='__main__')\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", report, *args],
+        cwd=ROOT,
+        env=command_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def loaded(done):
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("loaded")]
+    return line.removeprefix("loaded ")
+
+
+@pytest.mark.django_db(transaction=True)  # the subprocess reads the test database
+def test_jobworker__loads_neither_the_urlconf_nor_the_admin():
+    make_job()
+
+    done = manage_py("jobworker", "--burst")
+
+    assert done.returncode == 0, done.stderr
+    assert loaded(done) == "[]"
+    assert Job.objects.get().status == JobStatus.SUCCESSFUL
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobworker__still_refuses_a_schedule_that_cannot_run():
+    schedules = {"nightly": {"task": "tests.testapp.tasks.record_run", "cron": "61"}}
+
+    done = manage_py(
+        "jobworker", "--burst", env={"JOB_SCHEDULES": json.dumps(schedules)}
+    )
+
+    assert done.returncode == 1
+    assert "(jobs.E024) JOB_SCHEDULES['nightly']" in done.stderr
+
+
+def test_manage_py_check__still_checks_the_admin_and_the_urlconf():
+    done = manage_py("check")
+
+    assert done.returncode == 0, done.stderr
+    # The admin's checks imported every admin module; the URL checks, the URLconf.
+    assert loaded(done) == repr(list(WEB_MODULES))
+
+
+def test_a_task_in_a_worker__still_reverses_admin_urls():
+    # Loading the URLconf registers every admin module (`config.urls`).
+    probe = (
+        "from django.urls import reverse; print(reverse('admin:jobs_job_changelist'))"
+    )
+
+    done = manage_py("shell", "--no-imports", "-c", probe)
+
+    assert done.returncode == 0, done.stderr
+    assert "/admin/jobs/job/" in done.stdout

@@ -2,7 +2,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.tasks import task_backends
 
-from jobs import conf
+from jobs import checks, conf
 from jobs.core.postgres import check_prepared_statements
 from jobs.dbworker.worker import Worker
 from jobs.models import Job
@@ -10,6 +10,10 @@ from jobs.models import Job
 
 class Command(BaseCommand):
     help = "Run jobs from the database queue until stopped (SIGTERM finishes them)."
+    # Only the checks of what a worker runs (`jobs.checks`): the URLconf,
+    # the admin and the models are checked by `manage.py check` and by the
+    # release's `migrate`, and a worker does not load them.
+    requires_system_checks = [checks.TAG]
 
     def add_arguments(self, parser):
         parser.add_argument(
