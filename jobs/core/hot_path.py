@@ -399,24 +399,31 @@ SUCCEED_TEMPLATE = """
 UPDATE jobs_job AS job SET
     status = CASE WHEN job.cancel_requested
         THEN 'CANCELLED' ELSE 'SUCCESSFUL' END,
-    finished_at = done.finished_at,
-    return_value = done.return_value,
+    finished_at = {finished_at},
+    return_value = {return_value},
     lease_expires_at = NULL
-FROM {done} AS done(id, token, finished_at, return_value){no_flush}
-WHERE {ids} AND job.id = done.id
-    AND (job.status = 'RUNNING') IS TRUE AND job.lease_token = done.token
+FROM {done}{no_flush}
+WHERE {ids}
+    AND (job.status = 'RUNNING') IS TRUE AND job.lease_token = {token}
 RETURNING job.id, job.status
 """
-# How the runs travel, by `done_kind`.
+# How the runs travel, by `done_kind`, and how a row reads its own run.
 DONE = {
     # As arrays, in binary (`%b`): psycopg builds a text array element by
-    # element, quoting each; a binary array is sent as it is.
+    # element, quoting each; a binary array is sent as it is. Each row finds
+    # its run by its place in the ids (`array_position`), never by a join:
+    # PostgreSQL's statistics see almost no RUNNING rows, so it expected one
+    # row and, joined with the runs as a set (`unnest`), read the whole set
+    # again for each row: O(n^2) per batch, the most of a worker's write time.
     "many": {
-        "done": """unnest(
-    %(done_ids)b::uuid[], %(done_tokens)b::text[],
-    %(done_finished_at)b::timestamptz[], %(done_values)s::jsonb[]
-)""",
+        "done": """(SELECT
+    %(done_ids)b::uuid[] AS ids, %(done_tokens)b::text[] AS tokens,
+    %(done_finished_at)b::timestamptz[] AS finished_at,
+    %(done_values)s::jsonb[] AS return_values) AS done""",
         "ids": "job.id = ANY(%(done_ids)b::uuid[])",
+        "token": "done.tokens[array_position(done.ids, job.id)]",
+        "finished_at": "done.finished_at[array_position(done.ids, job.id)]",
+        "return_value": "done.return_values[array_position(done.ids, job.id)]",
     },
     # A single run as plain values. With arrays PostgreSQL plans the
     # prepared statement afresh on every execution: its generic plan guesses
@@ -425,10 +432,12 @@ DONE = {
     # much as running. Here the generic plan knows there is one row and is kept.
     "one": {
         "done": """(VALUES (
-    %(done_id)s::uuid, %(done_token)s::text,
-    %(done_finished_at)s::timestamptz, %(done_value)s::jsonb
-))""",
+    %(done_token)s::text, %(done_finished_at)s::timestamptz, %(done_value)s::jsonb
+)) AS done(token, finished_at, return_value)""",
         "ids": "job.id = %(done_id)s::uuid",
+        "token": "done.token",
+        "finished_at": "done.finished_at",
+        "return_value": "done.return_value",
     },
 }
 
