@@ -146,6 +146,40 @@ def test_record_successes__reads_only_the_rows_it_records(postgres_only):
             assert rows_read(plan) == count
 
 
+def test_record_successes__reads_each_run_once_when_statistics_see_none_running(
+    postgres_only,
+):
+    # Statistics taken while every row was READY, as when a queue fills up:
+    # the planner expects one RUNNING row per batch. Joined with the runs as
+    # a set, it then read all the runs again for each row it recorded.
+    now = timezone.now()
+    Job.objects.bulk_create(
+        Job(task_path="tests.testapp.tasks.noop", enqueued_at=now, run_after=now)
+        for _ in range(20_000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    jobs = hot_path.claim(["default"], 200, "w", "w:1")
+    done = [execution.Outcome(job=job, finished_at=now) for job in jobs]
+
+    sql, params = hot_path.succeed_sql("many"), hot_path.success_params(done)
+    plan = explain_analyze(sql, params)
+
+    assert plan["Actual Rows"] == 200
+    assert rows_of_runs(plan) <= 5 * 200
+
+
+def rows_of_runs(plan):
+    """Rows every node of a plan, other than the scans of jobs_job and its
+    indexes, produced or threw away in joins, over all its loops."""
+    own = 0
+    scans_jobs = plan.get("Relation Name") == "jobs_job" or "Index Name" in plan
+    if not scans_jobs or plan["Node Type"] == "ModifyTable":
+        kept = plan["Actual Rows"] + plan.get("Rows Removed by Join Filter", 0)
+        own = kept * plan["Actual Loops"]
+    return own + sum(rows_of_runs(child) for child in plan.get("Plans", []))
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("with_claim", [False, True])
 def test_recording_one_run__is_planned_once_per_connection(postgres_only, with_claim):
