@@ -13,12 +13,16 @@ def log_event(event, job, level=logging.INFO, **extra):
     """Log one lifecycle event of a job as one line of key=value pairs.
 
     The same fields ride on the record as `record.job`, for LOG_FORMAT=json.
+    The record is made here and handed to the logger's handlers as
+    `logger.log` would, without looking up the caller: it would always be
+    this function.
     """
     if not logger.isEnabledFor(level):
         return
+    job_id = str(job.pk)
     fields = {
         "event": event,
-        "id": str(job.pk),
+        "id": job_id,
         "task": job.task_path,
         "queue": job.queue_name,
         "attempt": job.attempts,
@@ -26,15 +30,12 @@ def log_event(event, job, level=logging.INFO, **extra):
         **extra,
     }
     text = " ".join(f"{key}={value}" for key, value in extra.items())
-    logger.log(
-        level,
-        "job %s id=%s task=%s queue=%s attempt=%s/%s %s",
-        event,
-        job.pk,
-        job.task_path,
-        job.queue_name,
-        job.attempts,
-        job.max_attempts,
-        text,
-        extra={"job": fields},
+    args = (event, job_id, job.task_path, job.queue_name, job.attempts)
+    args += (job.max_attempts, text)
+    record = logger.makeRecord(
+        logger.name, level, __file__, 0, MESSAGE, args, None, extra={"job": fields}
     )
+    logger.handle(record)
+
+
+MESSAGE = "job %s id=%s task=%s queue=%s attempt=%s/%s %s"

@@ -5,6 +5,7 @@ The row is the truth: a worker rebuilds the task a row was enqueued with
 """
 
 from dataclasses import dataclass, fields, replace
+from functools import cache, lru_cache
 
 from django.tasks import Task, TaskResult, TaskResultStatus, task_backends
 from django.tasks.base import TaskError
@@ -105,10 +106,15 @@ object.__setattr__(MISSING_TASK, "func", _missing_task)
 def _copy_task(task, **changes):
     """Copy a task without validating it again (it was valid at enqueue)."""
     clone = object.__new__(type(task))
-    for field in fields(task):
-        value = changes.get(field.name, getattr(task, field.name))
-        object.__setattr__(clone, field.name, value)
+    for name in _field_names(type(task)):
+        value = changes[name] if name in changes else getattr(task, name)
+        object.__setattr__(clone, name, value)
     return clone
+
+
+@cache
+def _field_names(task_class):
+    return tuple(field.name for field in fields(task_class))
 
 
 def resolve_task(task_path):
@@ -130,19 +136,28 @@ def bind_task(task, job, backend_alias):
     task's own.
     """
     deferred = job.run_after if job.run_after != job.enqueued_at else None
-    options = {
-        name: getattr(job, name)
+    options = tuple(
+        (name, getattr(job, name))
         for name in ROW_OPTIONS
         if getattr(job, name, None) is not None
-    }
+    )
+    alike = (task, job.priority, job.queue_name, backend_alias, options)
+    return _bind(*alike, run_after=deferred) if deferred else _bound(*alike)
+
+
+def _bind(task, priority, queue_name, backend_alias, options, run_after=None):
     return _copy_task(
         task,
-        priority=job.priority,
-        queue_name=job.queue_name,
-        run_after=deferred,
+        priority=priority,
+        queue_name=queue_name,
+        run_after=run_after,
         backend=backend_alias,
-        **options,
+        **dict(options),
     )
+
+
+# Tasks are frozen: the jobs of one task enqueued alike share one bound copy.
+_bound = lru_cache(maxsize=1024)(_bind)
 
 
 # JobTask options each job row stores (the rest of `JobTask` is Django's own).
