@@ -27,7 +27,8 @@ def test_worker__claims_its_first_jobs_before_its_first_maintenance_turn(
 
     run_worker()
 
-    assert started_then == [True]
+    # The first turn saw the job started (a slow run may take a second turn).
+    assert started_then[0] is True
     assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCESSFUL
 
 
