@@ -5,6 +5,10 @@ import logging
 logger = logging.getLogger("jobs")
 
 
+# The line of one event; its fields, in order, as `log_event` passes them.
+MESSAGE = "job %s id=%s task=%s queue=%s attempt=%s/%s %s"
+
+
 def log_enabled(level):
     return logger.isEnabledFor(level)
 
@@ -30,12 +34,16 @@ def log_event(event, job, level=logging.INFO, **extra):
         **extra,
     }
     text = " ".join(f"{key}={value}" for key, value in extra.items())
-    args = (event, job_id, job.task_path, job.queue_name, job.attempts)
-    args += (job.max_attempts, text)
+    args = (
+        event,
+        job_id,
+        job.task_path,
+        job.queue_name,
+        job.attempts,
+        job.max_attempts,
+        text,
+    )
     record = logger.makeRecord(
         logger.name, level, __file__, 0, MESSAGE, args, None, extra={"job": fields}
     )
     logger.handle(record)
-
-
-MESSAGE = "job %s id=%s task=%s queue=%s attempt=%s/%s %s"
