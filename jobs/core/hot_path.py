@@ -11,6 +11,7 @@ is how they would drift.
 
 from functools import cache
 from operator import attrgetter
+from typing import NamedTuple
 
 from django.db import connections, transaction
 from django.db.models import Case, F, Value, When
@@ -557,37 +558,18 @@ def insert_with_sql(jobs, tail="", varying=None, ring=RING_AFTER_COMMIT):
 
     A column whose value is the same in every row (the task, queue, times of
     a bulk enqueue) is sent once; the others as one array each, unnested.
-    `tail` ends the statement (`SKIP_HELD_KEYS`), whose rows are then returned;
-    `ring` says whether its trigger notifies (`RING_AFTER_COMMIT`).
+    One job sends every value once, in a statement of the same text each
+    time. `tail` ends the statement (`SKIP_HELD_KEYS`), whose rows are then
+    returned; `ring` says whether its trigger notifies (`RING_AFTER_COMMIT`).
     """
     connection = connections[Job.objects.db]
-    columns, values, arrays = [], [], []
-    params, array_params = [], []  # the SELECT list's, then unnest's
-    for field, quoted, cast in insert_columns(connection.alias):
-        columns.append(quoted)
-        if varying is not None and field.attname not in varying:
-            column = [getattr(jobs[0], field.attname)]
-        else:
-            column = list(map(attrgetter(field.attname), jobs))
-        first = column[0]
-        # The last value first: an id column differs there, a shared one not.
-        if column[-1] == first and column.count(first) == len(column):
-            values.append(f"%s::{cast}")
-            params.append(json_or_none(first) if is_json(field) else first)
-        else:
-            if is_json(field):
-                column = [json_or_none(value) for value in column]
-            values.append(f"u.c{len(arrays)}")
-            arrays.append(f"%b::{cast}[]")
-            array_params.append(column)
-    names = ", ".join(f"c{i}" for i in range(len(arrays)))
-    source = f" FROM unnest({', '.join(arrays)}) AS u({names})" if arrays else ""
-    sql = (
-        f"INSERT INTO {Job._meta.db_table} ({', '.join(columns)}) "  # noqa: S608 (names from the model)
-        f"SELECT {', '.join(values)}{source}{ring}{tail}"
-    )
+    if len(jobs) == 1:
+        sql = insert_one_sql(connection.alias, tail, ring)
+        params = row_params(jobs[0], insert_columns(connection.alias))
+    else:
+        sql, params = insert_many(jobs, varying, connection.alias, tail, ring)
     with bound_cursor(connection) as cursor:
-        cursor.execute(sql, params + array_params)
+        cursor.execute(sql, params)
         rows = cursor.fetchall() if tail else None
     for job in jobs:  # saved, as `bulk_create` leaves them
         job._state.adding = False
@@ -595,12 +577,72 @@ def insert_with_sql(jobs, tail="", varying=None, ring=RING_AFTER_COMMIT):
     return rows
 
 
+def insert_many(jobs, varying, alias, tail, ring):
+    """The statement inserting `jobs` and its parameters (`insert_with_sql`)."""
+    values, arrays = [], []
+    params, array_params = [], []  # the SELECT list's, then unnest's
+    for column in insert_columns(alias):
+        if varying is not None and column.attname not in varying:
+            values_of = [getattr(jobs[0], column.attname)]
+        else:
+            values_of = list(map(attrgetter(column.attname), jobs))
+        first = values_of[0]
+        # The last value first: an id column differs there, a shared one not.
+        if values_of[-1] == first and values_of.count(first) == len(values_of):
+            values.append(f"%s::{column.cast}")
+            params.append(json_or_none(first) if column.json else first)
+        else:
+            if column.json:
+                values_of = [json_or_none(value) for value in values_of]
+            values.append(f"u.c{len(arrays)}")
+            arrays.append(f"%b::{column.cast}[]")
+            array_params.append(values_of)
+    names = ", ".join(f"c{i}" for i in range(len(arrays)))
+    source = f" FROM unnest({', '.join(arrays)}) AS u({names})" if arrays else ""
+    return insert_sql(alias, values, source, ring, tail), params + array_params
+
+
+@cache
+def insert_one_sql(alias, tail, ring):
+    values = [f"%s::{column.cast}" for column in insert_columns(alias)]
+    return insert_sql(alias, values, "", ring, tail)
+
+
+def insert_sql(alias, values, source, ring, tail):
+    columns = ", ".join(column.quoted for column in insert_columns(alias))
+    return (
+        f"INSERT INTO {Job._meta.db_table} ({columns}) "  # noqa: S608 (names from the model)
+        f"SELECT {', '.join(values)}{source}{ring}{tail}"
+    )
+
+
+def row_params(job, columns):
+    """One job's value of each column, as `insert_many` sends a shared one."""
+    values = [getattr(job, column.attname) for column in columns]
+    return [
+        json_or_none(value) if column.json else value
+        for column, value in zip(columns, values, strict=True)
+    ]
+
+
+class InsertColumn(NamedTuple):
+    attname: str
+    quoted: str
+    cast: str  # the column's SQL type
+    json: bool  # sent as JSON text
+
+
 @cache
 def insert_columns(alias):
-    """(field, quoted column, SQL type) of each column; `db_type` is slow."""
+    """Each column's `InsertColumn`; `db_type` is slow."""
     connection = connections[alias]
     return [
-        (field, connection.ops.quote_name(field.column), field.db_type(connection))
+        InsertColumn(
+            field.attname,
+            connection.ops.quote_name(field.column),
+            field.db_type(connection),
+            is_json(field),
+        )
         for field in Job._meta.concrete_fields
     ]
 
