@@ -4,13 +4,16 @@ what it never loads."""
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from jobs import maintenance
+from jobs.dbworker.worker import Worker
 from jobs.models import Job, JobStatus
 
-from .helpers import ROOT, command_environment, make_job, run_worker
+from .helpers import ROOT, command_environment, make_job, run_worker, wait_for
+from .testapp.tasks import sleep_then_record
 
 
 @pytest.mark.django_db(transaction=True)
@@ -43,8 +46,52 @@ def test_burst_worker__runs_the_jobs_its_first_maintenance_turn_makes_due(
 
     run_worker()
 
-    assert len(made) == 1
-    assert Job.objects.get(pk=made[0].pk).status == JobStatus.SUCCESSFUL
+    # Its first turn, and the full one it takes once its queues are drained.
+    assert len(made) == 2
+    for job in made:
+        assert Job.objects.get(pk=job.pk).status == JobStatus.SUCCESSFUL
+
+
+@pytest.mark.django_db(transaction=True)
+def test_burst_worker__first_turn_only_makes_jobs_due__housekeeping_waits_for_the_drain(
+    monkeypatch, settings
+):
+    settings.JOB_MAINTENANCE_SECONDS = 3600  # no full turn falls in the drain
+    job = sleep_then_record.enqueue("slow", 0.5)
+    turns = []
+
+    def make_due():
+        turns.append("make due")
+
+    def housekeeping():
+        turns.append("housekeeping")
+        finished = Job.objects.get(pk=job.id).status == JobStatus.SUCCESSFUL
+        turns.append("after the job" if finished else "beside the job")
+
+    monkeypatch.setattr(maintenance, "MAKE_DUE", [make_due])
+    monkeypatch.setattr(maintenance, "DUTIES", [make_due, housekeeping])
+
+    run_worker()
+
+    assert turns == ["make due", "make due", "housekeeping", "after the job"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker__on_postgresql_its_maintenance_thread_does_the_housekeeping_at_once(
+    postgres_only, monkeypatch, settings
+):
+    settings.JOB_MAINTENANCE_SECONDS = 3600
+    done = threading.Event()
+    monkeypatch.setattr(maintenance, "DUTIES", [done.set])
+    worker = Worker(burst=False, install_signals=False)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_for(done.is_set, message="the housekeeping, long before an hour")
+    finally:
+        worker.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
 
 
 @pytest.mark.django_db

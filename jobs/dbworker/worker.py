@@ -166,7 +166,8 @@ class Worker:
             return False  # claim again now: a rescue or a schedule made jobs due
         if self.burst and not claimed and self.exchange.idle():
             self.acks.collect(force=True)
-            return True
+            # Claim once more after them: a rescue may have made jobs due.
+            return not self.maintenance.finish()
         if wanted and claimed == wanted and self.exchange.waiting() < self.concurrency:
             return False  # the threads empty the buffer and rows are due
         self.wake.wait(self._wait_seconds())

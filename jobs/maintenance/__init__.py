@@ -26,9 +26,13 @@ from .leader import MAINTENANCE, take_leader_lock
 
 logger = logging.getLogger("jobs.maintenance")
 
+# The duties that make jobs due again; a starting database worker runs only
+# these (and `EVERY_WORKER`) in its first turn, right after its first claim,
+# and the others later (`schedule`).
+MAKE_DUE = [rescue.rescue_stalled, redispatch.redispatch]
+
 DUTIES = [
-    rescue.rescue_stalled,
-    redispatch.redispatch,
+    *MAKE_DUE,
     dead_workers.forget_dead_workers,
     tally.advance_tally,  # before pruning: it deletes counted rows only
     prune.prune,
@@ -42,15 +46,16 @@ DUTIES = [
 EVERY_WORKER = [recurring.enqueue_due]
 
 
-def run_due_duties(holder):
-    """Run the duties of every worker, then every duty of `DUTIES` if this
-    process holds the maintenance leader lock; say whether it held it."""
+def run_due_duties(holder, only_make_due=False):
+    """Run the duties of every worker, then every duty of `DUTIES` (of
+    `MAKE_DUE` only, when told) if this process holds the maintenance leader
+    lock; say whether it held it."""
     for duty in EVERY_WORKER:
         run_duty(duty, holder)
     seconds = conf.get("JOB_MAINTENANCE_SECONDS") * 2
     if not take_leader_lock(MAINTENANCE, holder, seconds):
         return False
-    for duty in DUTIES:
+    for duty in MAKE_DUE if only_make_due else DUTIES:
         run_duty(duty)
     return True
 

@@ -1,11 +1,15 @@
 """When the duties run in a database worker.
 
 The first turn runs in the worker's loop as it starts, right after its first
-claim: the jobs due then start without waiting for it, and the loop claims
-again at once (a rescue or a schedule may have made jobs due). After that,
-on PostgreSQL, they run in a thread of their own, with its own connection,
-so a long prune or vacuum never delays a claim; on SQLite, one writer at a
-time, they stay in the loop, between claims.
+claim, and runs only the duties that make jobs due (`MAKE_DUE`, and those of
+every worker): the jobs due then start without waiting for it, and the loop
+claims again at once. The other duties wait for the next turn. On
+PostgreSQL that turn and the later ones run in a thread of their own, with
+its own connection, so a long prune or vacuum never delays a claim; the
+thread's first turn comes at once. On SQLite, one writer at a time, and in
+a burst worker, they stay in the loop, between claims, every
+JOB_MAINTENANCE_SECONDS; a burst worker that drained its queues before its
+first full turn runs one as it exits.
 """
 
 import logging
@@ -25,10 +29,12 @@ class Schedule:
 
     def __init__(self, holder, burst=False):
         self.holder = holder
+        self.burst = burst
         # A burst worker runs them in its loop: it may exit before a thread's
         # first turn.
         self.in_thread = on_postgresql() and not burst
         self.next_turn = 0.0  # monotonic; in the loop only
+        self.full_turns = 0  # in the loop only
         self.stopped = threading.Event()
         self.thread = None
 
@@ -37,7 +43,8 @@ class Schedule:
         then every turn where they have no thread; say whether they ran."""
         if self.thread is not None or now < self.next_turn:
             return False
-        run_due_duties(self.holder)
+        first = self.next_turn == 0.0
+        self._run_duties(only_make_due=first)
         self.next_turn = now + conf.get("JOB_MAINTENANCE_SECONDS")
         if self.in_thread:
             self.thread = threading.Thread(
@@ -46,6 +53,20 @@ class Schedule:
             self.thread.start()
         return True
 
+    def finish(self):
+        """As a burst worker drained its queues: run every duty if no turn
+        in the loop ran them all; say whether they ran (a rescue may have
+        made jobs due)."""
+        if not self.burst or self.full_turns:
+            return False
+        self._run_duties(only_make_due=False)
+        return True
+
+    def _run_duties(self, only_make_due):
+        run_due_duties(self.holder, only_make_due=only_make_due)
+        if not only_make_due:
+            self.full_turns += 1
+
     def stop(self):
         self.stopped.set()
         if self.thread is not None:
@@ -53,6 +74,7 @@ class Schedule:
 
     def _run(self):
         try:
+            self._turn()  # the duties the first turn left
             while not self.stopped.wait(conf.get("JOB_MAINTENANCE_SECONDS")):
                 self._turn()
         finally:
