@@ -17,8 +17,8 @@ How figures are taken (the same for every system):
   one per autocommit transaction: all jobs / (last finish - first start), as
   the producers clock it, against `pgbench -N -c 8 -j 2` (tps without the
   initial connection time) on a scratch database of the same server;
-- drain: N jobs pre-filled in bulk, then burst workers started (Celery has
-  no burst mode: stopped once its stamps count N); jobs/s is
+- drain: N jobs pre-filled in bulk, a CHECKPOINT, then burst workers
+  started (Celery has no burst mode: stopped once its stamps count N); jobs/s is
   N / (last job finished - first job started), read from each system's own
   store (our rows, django-tasks-db's rows, RQ's job hashes, PgQueuer's log,
   Procrastinate's events, the Celery worker's stamps in Redis), so

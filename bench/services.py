@@ -55,7 +55,8 @@ class Postgres:
         return f"{self.url}/{name}"
 
     def _admin(self, sql):
-        # Connect to `postgres` only for CREATE/DROP DATABASE, never to work in.
+        # Connect to `postgres` only for CREATE/DROP DATABASE and CHECKPOINT,
+        # never to work in.
         with psycopg.connect(self.database_url("postgres"), autocommit=True) as conn:
             conn.execute(sql)
 
@@ -68,6 +69,11 @@ class Postgres:
 
     def connect(self, name):
         return psycopg.connect(self.database_url(name), autocommit=True)
+
+    def checkpoint(self):
+        """Write out every change so far: the next figure's time holds no
+        share of a checkpoint that earlier work made due."""
+        self._admin("CHECKPOINT")
 
 
 # --- The baselines' virtualenv ---------------------------------------------

@@ -141,6 +141,7 @@ class Drain(Part):
         jobs/s steady and from the workers' spawn (cold)."""
         system.reset()
         system.client("prefill", jobs=jobs, task=task)
+        self.harness.postgres.checkpoint()  # every system drains after one
         spawned, started = time.time(), time.monotonic()
         processes = self.harness.start_workers(system, commands, label)
         timeout = 120 + jobs / 5
