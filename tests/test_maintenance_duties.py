@@ -28,7 +28,7 @@ def test_duties__on_postgresql_run_beside_the_loop__a_slow_one_delays_no_job(
 
     def slow_duty():
         turns.append(1)
-        if len(turns) > 1:  # the first turn, as the worker starts, is quick
+        if len(turns) > 1:  # the thread's first turn is quick
             started.set()
             release.wait(120)
 

@@ -4,15 +4,13 @@ what it never loads."""
 import json
 import subprocess
 import sys
-import threading
 
 import pytest
 
 from jobs import maintenance
-from jobs.dbworker.worker import Worker
 from jobs.models import Job, JobStatus
 
-from .helpers import ROOT, command_environment, make_job, run_worker, wait_for
+from .helpers import ROOT, command_environment, make_job, run_worker
 from .testapp.tasks import sleep_then_record
 
 
@@ -74,24 +72,6 @@ def test_burst_worker__first_turn_only_makes_jobs_due__housekeeping_waits_for_th
     run_worker()
 
     assert turns == ["make due", "make due", "housekeeping", "after the job"]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_worker__on_postgresql_its_maintenance_thread_does_the_housekeeping_at_once(
-    postgres_only, monkeypatch, settings
-):
-    settings.JOB_MAINTENANCE_SECONDS = 3600
-    done = threading.Event()
-    monkeypatch.setattr(maintenance, "DUTIES", [done.set])
-    worker = Worker(burst=False, install_signals=False)
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    try:
-        wait_for(done.is_set, message="the housekeeping, long before an hour")
-    finally:
-        worker.stop()
-        thread.join(timeout=60)
-    assert not thread.is_alive()
 
 
 @pytest.mark.django_db

@@ -28,7 +28,7 @@ logger = logging.getLogger("jobs.maintenance")
 
 # The duties that make jobs due again; a starting database worker runs only
 # these (and `EVERY_WORKER`) in its first turn, right after its first claim,
-# and the others later (`schedule`).
+# and all of them from its next turn on (`schedule`).
 MAKE_DUE = [rescue.rescue_stalled, redispatch.redispatch]
 
 DUTIES = [

@@ -3,13 +3,12 @@
 The first turn runs in the worker's loop as it starts, right after its first
 claim, and runs only the duties that make jobs due (`MAKE_DUE`, and those of
 every worker): the jobs due then start without waiting for it, and the loop
-claims again at once. The other duties wait for the next turn. On
-PostgreSQL that turn and the later ones run in a thread of their own, with
-its own connection, so a long prune or vacuum never delays a claim; the
-thread's first turn comes at once. On SQLite, one writer at a time, and in
-a burst worker, they stay in the loop, between claims, every
-JOB_MAINTENANCE_SECONDS; a burst worker that drained its queues before its
-first full turn runs one as it exits.
+claims again at once. Every later turn, JOB_MAINTENANCE_SECONDS apart, runs
+them all. On PostgreSQL those turns run in a thread of their own, with its
+own connection, so a long prune or vacuum never delays a claim; on SQLite,
+one writer at a time, and in a burst worker, they stay in the loop, between
+claims. A burst worker that drained its queues before its first full turn
+runs one as it exits.
 """
 
 import logging
@@ -74,7 +73,6 @@ class Schedule:
 
     def _run(self):
         try:
-            self._turn()  # the duties the first turn left
             while not self.stopped.wait(conf.get("JOB_MAINTENANCE_SECONDS")):
                 self._turn()
         finally:
