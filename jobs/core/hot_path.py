@@ -590,13 +590,11 @@ def insert_many(jobs, varying, alias, tail, ring):
         # The last value first: an id column differs there, a shared one not.
         if values_of[-1] == first and values_of.count(first) == len(values_of):
             values.append(f"%s::{column.cast}")
-            params.append(json_or_none(first) if column.json else first)
+            params.append(column.sent(first))
         else:
-            if column.json:
-                values_of = [json_or_none(value) for value in values_of]
             values.append(f"u.c{len(arrays)}")
             arrays.append(f"%b::{column.cast}[]")
-            array_params.append(values_of)
+            array_params.append(list(map(column.sent, values_of)))
     names = ", ".join(f"c{i}" for i in range(len(arrays)))
     source = f" FROM unnest({', '.join(arrays)}) AS u({names})" if arrays else ""
     return insert_sql(alias, values, source, ring, tail), params + array_params
@@ -618,11 +616,7 @@ def insert_sql(alias, values, source, ring, tail):
 
 def row_params(job, columns):
     """One job's value of each column, as `insert_many` sends a shared one."""
-    values = [getattr(job, column.attname) for column in columns]
-    return [
-        json_or_none(value) if column.json else value
-        for column, value in zip(columns, values, strict=True)
-    ]
+    return [column.sent(getattr(job, column.attname)) for column in columns]
 
 
 class InsertColumn(NamedTuple):
@@ -630,6 +624,10 @@ class InsertColumn(NamedTuple):
     quoted: str
     cast: str  # the column's SQL type
     json: bool  # sent as JSON text
+
+    def sent(self, value):
+        """`value` as this column's parameter."""
+        return json_or_none(value) if self.json else value
 
 
 @cache

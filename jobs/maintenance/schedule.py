@@ -28,12 +28,11 @@ class Schedule:
 
     def __init__(self, holder, burst=False):
         self.holder = holder
-        self.burst = burst
         # A burst worker runs them in its loop: it may exit before a thread's
         # first turn.
         self.in_thread = on_postgresql() and not burst
         self.next_turn = 0.0  # monotonic; in the loop only
-        self.full_turns = 0  # in the loop only
+        self.ran_all = False  # in the loop only: a turn ran every duty
         self.stopped = threading.Event()
         self.thread = None
 
@@ -56,15 +55,14 @@ class Schedule:
         """As a burst worker drained its queues: run every duty if no turn
         in the loop ran them all; say whether they ran (a rescue may have
         made jobs due)."""
-        if not self.burst or self.full_turns:
+        if self.ran_all:
             return False
         self._run_duties(only_make_due=False)
         return True
 
     def _run_duties(self, only_make_due):
         run_due_duties(self.holder, only_make_due=only_make_due)
-        if not only_make_due:
-            self.full_turns += 1
+        self.ran_all = self.ran_all or not only_make_due
 
     def stop(self):
         self.stopped.set()
