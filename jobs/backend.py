@@ -122,7 +122,7 @@ class JobsBackend(BaseTaskBackend):
         job = self._new_job(task, args, kwargs, timezone.now())
         if uniqueness.is_unique(task):
             return self._enqueue_unique(task, [job])[0]
-        notified = hot_path.insert([job])
+        notified = hot_path.insert([job], ring_now=doorbell.may_ring_now())
         doorbell.ring([job], inserted=True, notified=notified)
         return self._announce(job, task_result(job, self.alias, task=task))
 

@@ -203,14 +203,16 @@ def test_enqueue_many__writes_the_rows_enqueue_writes():
     assert (one.priority, one.max_attempts, one.return_value) == (5, 7, None)
 
 
-def heard_until_marker(listener, other, marker):
+def heard_until_marker(listener, other, marker, flush=True):
     """What the listener hears up to a NOTIFY that `other` commits now:
     PostgreSQL delivers notifications in commit order. What this process
-    notifies after commits is sent first (`notifier.flush`)."""
+    notifies after commits is sent first (`notifier.flush`), unless not
+    `flush`."""
     from jobs.notify.listen import CHANNEL
     from jobs.notify.notifier import notifier
 
-    assert notifier.flush(timeout=60)
+    if flush:
+        assert notifier.flush(timeout=60)
     other.execute("SELECT pg_notify(%s, %s)", [CHANNEL, marker])
     heard = []
     for notify in listener.notifies(timeout=60):
@@ -330,6 +332,60 @@ def test_notifier__a_failed_notify_is_logged_and_later_ones_still_go_out(
 
     assert heard_until_marker(listener, other, "marker") == ["default"]
     assert "NOTIFY after commit failed" in caplog.text
+
+
+@pytest.fixture
+def long_cooldown(monkeypatch):
+    """A notifier whose cooldown lasts an hour, and that NOTIFIed never."""
+    from jobs.notify import notifier as notifier_module
+    from jobs.notify.notifier import notifier
+
+    monkeypatch.setattr(notifier_module, "COOLDOWN", 3600)
+    monkeypatch.setattr(notifier, "last_rung", float("-inf"))
+    return notifier_module
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueues_in_a_cooldown__are_announced_by_one_notify_at_its_end(
+    listening, long_cooldown
+):
+    listener, other = listening
+    tasks.add.enqueue(1, 2)
+    first = heard_until_marker(listener, other, "marker-1")
+
+    tasks.add.enqueue(3, 4)
+    tasks.add.using(queue_name="other").enqueue(5, 6)
+    tasks.add.enqueue(7, 8)
+    during = heard_until_marker(listener, other, "marker-2", flush=False)
+    long_cooldown.COOLDOWN = 0  # the cooldown ends
+    with long_cooldown.notifier.changed:
+        long_cooldown.notifier.changed.notify_all()
+
+    assert first == ["default"]
+    assert during == []
+    assert sorted(heard_until_marker(listener, other, "marker-3")) == [
+        "default",
+        "other",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_enqueue_after_the_cooldown__its_notify_stands_for_those_in_it(
+    listening, long_cooldown
+):
+    # The notifier's thread would wait another hour: only the last enqueue's
+    # own NOTIFY can announce the job enqueued in the cooldown.
+    notifier = long_cooldown.notifier
+    listener, other = listening
+    tasks.add.enqueue(1, 2)
+    assert heard_until_marker(listener, other, "marker-1") == ["default"]
+    tasks.add.enqueue(3, 4)
+    notifier.last_rung -= long_cooldown.COOLDOWN
+
+    tasks.add.enqueue(5, 6)
+
+    assert notifier.flush(timeout=60)
+    assert heard_until_marker(listener, other, "marker-2") == ["default"]
 
 
 def test_enqueue_many__a_bad_argument_stores_nothing():

@@ -507,13 +507,14 @@ def success_params(outcomes):
 # -- Insert: new READY rows ----------------------------------------------------
 
 
-def insert(jobs, batch_size=10_000, varying=None):
+def insert(jobs, batch_size=10_000, varying=None, ring_now=False):
     """INSERT new job rows in the caller's transaction, in few statements.
 
     Return whether the INSERT's trigger NOTIFYs their queue when that
-    transaction commits (PostgreSQL, one job, and no other enqueue's
-    transaction notifying meanwhile: `RING_IF_ALONE`). When not, the caller
-    rings the doorbell after commit (`doorbell.ring(jobs, inserted=True)`).
+    transaction commits (PostgreSQL, one job, `ring_now`, and no other
+    enqueue's transaction notifying meanwhile: `RING_IF_ALONE`). When not,
+    the caller rings the doorbell after commit (`doorbell.ring(jobs,
+    inserted=True)`).
 
     `varying`: the only fields whose values may differ between `jobs` (the
     others are read from the first job); None: any field.
@@ -522,7 +523,7 @@ def insert(jobs, batch_size=10_000, varying=None):
         for start in range(0, len(jobs), batch_size):
             insert_with_orm(jobs[start : start + batch_size])
         return False
-    if len(jobs) == 1:
+    if len(jobs) == 1 and ring_now:
         rows = insert_with_sql(jobs, RETURNING_RING, ring=RING_IF_ALONE)
         return rows[0][0] == "off"
     for start in range(0, len(jobs), batch_size):

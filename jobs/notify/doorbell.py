@@ -25,12 +25,19 @@ from .rq_push import push, redis_enabled
 logger = logging.getLogger("jobs.notify")
 
 
+def may_ring_now():
+    """Whether an enqueue's INSERT may NOTIFY in the caller's transaction:
+    not while this process's notifier cools down from its last NOTIFY."""
+    return not conf.get("JOB_NOTIFY_IN_BACKGROUND") or notifier.quiet()
+
+
 def ring(jobs, inserted=False, notified=False):
     """Tell workers that `jobs` are READY: NOTIFY, and push to RQ on commit.
 
     `inserted`: the jobs were just inserted by `hot_path.insert` or
     `insert_new`, whose INSERT skips its trigger's NOTIFY (migration 0019):
-    they are notified once the caller's transaction commits, outside it.
+    they are notified once the caller's transaction commits, outside it, by
+    the notifier (at most once per its cooldown).
     `notified`: that INSERT's trigger sent the NOTIFY, in the caller's
     transaction (`hot_path.insert` says). Otherwise the NOTIFY is sent now,
     in the caller's transaction.
@@ -39,7 +46,11 @@ def ring(jobs, inserted=False, notified=False):
     if not jobs:
         return
     db = Job.objects.db
-    if on_postgresql() and not notified:
+    if notified:
+        # The NOTIFY stands for every job of the queue submitted before now.
+        covered = partial(notifier.rang, jobs[0].queue_name, db, notifier.submitted)
+        transaction.on_commit(covered, using=db)
+    elif on_postgresql():
         queues = {job.queue_name for job in jobs}
         if inserted:
             send = (

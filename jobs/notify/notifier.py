@@ -4,6 +4,7 @@ import atexit
 import logging
 import os
 import threading
+from time import monotonic
 
 from django.db import connections
 
@@ -11,17 +12,25 @@ from .listen import CHANNEL, NOTIFY_UNFLUSHED
 
 logger = logging.getLogger("jobs.notify")
 
+# A process's enqueues NOTIFY in their own transactions at most once per
+# this many seconds (`quiet`). The jobs enqueued meanwhile are announced by
+# the notifier's thread, which waits twice as long after the last NOTIFY, so
+# that the next enqueue's own can stand for them. Under load one NOTIFY
+# stands for the enqueues of its window; after a quiet one, an enqueue
+# NOTIFYs at once.
+COOLDOWN = 0.01
+
 
 class Notifier:
     """NOTIFY the queues of committed jobs from a thread of the process's own.
 
     Enqueue then costs the caller its INSERT only. The thread sends, on a
-    connection of its own, one statement for every queue submitted since
-    its last: under load one NOTIFY stands for many enqueues. Each submit
-    comes after its commit, and each NOTIFY is sent after the submits it
-    covers, so a listener hears one after the rows are visible. A process
-    that dies before a NOTIFY loses nothing: the row is READY, and workers
-    find it when they next poll.
+    connection of its own, one statement for the queues submitted since its
+    last, except those that an enqueue's own NOTIFY has covered since
+    (`rang`). Each submit comes after its commit, and the NOTIFY that covers
+    it is sent or committed after that, so a listener hears one after the
+    rows are visible. A process that dies before a NOTIFY loses nothing: the
+    row is READY, and workers find it when they next poll.
     """
 
     def __init__(self):
@@ -33,16 +42,37 @@ class Notifier:
         # A forked child starts empty: what the parent had pending is the
         # parent's thread's to send, and its connection is the parent's.
         self.changed = threading.Condition()
-        self.pending = {}  # database alias: queue names
-        self.submitted = self.sent = 0
+        # (database alias, queue name): the numbers of its first and last
+        # submit not announced yet; submits are numbered from 1.
+        self.pending = {}
+        self.submitted = 0
+        self.sending = False  # the thread is sending what it took from pending
+        self.last_rung = float("-inf")  # monotonic time of the last NOTIFY
         self.thread = None
         self.connections = {}
+
+    def quiet(self):
+        """Whether this process sent no NOTIFY for `COOLDOWN`: an enqueue
+        may then NOTIFY in its own transaction."""
+        return monotonic() - self.last_rung >= COOLDOWN
+
+    def rang(self, queue_name, db, covered):
+        """An enqueue's transaction NOTIFIed `queue_name` as it committed,
+        after the first `covered` submits: they need no other NOTIFY."""
+        with self.changed:
+            self.last_rung = monotonic()
+            first_last = self.pending.get((db, queue_name))
+            if first_last and first_last[1] <= covered:
+                del self.pending[db, queue_name]
+                self.changed.notify_all()
 
     def submit(self, queue_names, db):
         with self.changed:
             idle = not self.pending  # else the thread is told already
-            self.pending.setdefault(db, set()).update(queue_names)
             self.submitted += 1
+            for queue_name in queue_names:
+                first, _ = self.pending.get((db, queue_name), (self.submitted, 0))
+                self.pending[db, queue_name] = (first, self.submitted)
             if self.thread is None:
                 self.thread = threading.Thread(
                     target=self._run, name="job-notifier", daemon=True
@@ -55,12 +85,20 @@ class Notifier:
         while True:
             with self.changed:
                 self.changed.wait_for(lambda: self.pending)
+                early = self.last_rung + 2 * COOLDOWN - monotonic()
+                if early > 0:
+                    self.changed.wait(early)  # later submits join this NOTIFY
+                    continue  # unless an enqueue's own covered them meanwhile
                 pending, self.pending = self.pending, {}
-                covered = self.submitted
-            for db, queue_names in pending.items():
+                self.sending = True
+                self.last_rung = monotonic()
+            queues = {}
+            for db, queue_name in pending:
+                queues.setdefault(db, set()).add(queue_name)
+            for db, queue_names in queues.items():
                 self._notify(db, queue_names)
             with self.changed:
-                self.sent = covered
+                self.sending = False
                 self.changed.notify_all()
 
     def _notify(self, db, queue_names):
@@ -101,7 +139,13 @@ class Notifier:
         """Wait until every submit so far is notified; True if it was."""
         with self.changed:
             target = self.submitted
-            return self.changed.wait_for(lambda: self.sent >= target, timeout)
+            return self.changed.wait_for(
+                lambda: (
+                    not self.sending
+                    and all(first > target for first, _ in self.pending.values())
+                ),
+                timeout,
+            )
 
 
 notifier = Notifier()
