@@ -124,7 +124,7 @@ class JobsBackend(BaseTaskBackend):
             return self._enqueue_unique(task, [job])[0]
         notified = hot_path.insert([job], ring_now=doorbell.may_ring_now())
         doorbell.ring([job], inserted=True, notified=notified)
-        return self._announce(job, task_result(job, self.alias, task=task))
+        return self._announce(job, new_task_result(job, self.alias, task))
 
     def enqueue_many(self, task, calls):
         """Enqueue one job per `(args, kwargs)` in `calls`, all at once.

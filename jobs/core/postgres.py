@@ -162,4 +162,11 @@ def is_json(field):
 
 def json_or_none(value):
     """JSON text for a jsonb column; None stays SQL NULL, as Django stores it."""
-    return None if value is None else json.dumps(value)
+    if value is None:
+        return None
+    if not value and (text := EMPTY_JSON.get(type(value))):
+        return text  # most jobs' arguments, errors and workers
+    return json.dumps(value)
+
+
+EMPTY_JSON = {list: "[]", dict: "{}"}
