@@ -59,7 +59,9 @@ class Exchange:
                 return False
             del self.running[running.job.pk]
             self.finished.append(outcome)
-            wake = not self.ack_armed or len(self.finished) >= self.ack_batch
+            # Once per batch: the flag stays set until the loop's next turn,
+            # and each write of it costs this thread its turn at the GIL.
+            wake = not self.ack_armed or len(self.finished) == self.ack_batch
             self.ack_armed = True
         if wake:
             self.wake.set()
