@@ -1,6 +1,9 @@
-"""One structured log line per job lifecycle event."""
+"""One structured log line per job lifecycle event; a batch's lines in one
+write (`batched`, `StreamHandler`)."""
 
 import logging
+import threading
+from contextlib import contextmanager
 
 logger = logging.getLogger("jobs")
 
@@ -47,3 +50,46 @@ def log_event(event, job, level=logging.INFO, **extra):
         logger.name, level, __file__, 0, MESSAGE, args, None, extra={"job": fields}
     )
     logger.handle(record)
+
+
+# The lines each `StreamHandler` holds for this thread's `batched` block.
+_held = threading.local()
+
+
+@contextmanager
+def batched():
+    """Hold what this thread logs through a `StreamHandler` until the block
+    ends, then write it in one write per handler: recording a batch of jobs
+    logs a line for each. A write is a system call, and each lets the job
+    threads take the worker's GIL away from the thread that records."""
+    if getattr(_held, "lines", None) is not None:  # in an enclosing block
+        yield
+        return
+    _held.lines = {}
+    try:
+        yield
+    finally:
+        held, _held.lines = _held.lines, None
+        for handler, lines in held.items():
+            handler.write_held(lines)
+
+
+class StreamHandler(logging.StreamHandler):
+    """`logging.StreamHandler`, whose records logged in a `batched` block
+    reach the stream together as the block ends (settings.LOGGING)."""
+
+    def emit(self, record):
+        held = getattr(_held, "lines", None)
+        if held is None:
+            return super().emit(record)
+        try:
+            held.setdefault(self, []).append(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def write_held(self, lines):
+        with self.lock:
+            self.stream.write("".join(lines))
+            self.flush()

@@ -44,3 +44,35 @@ def test_lifecycle_events__one_json_line_each_with_the_job_fields(caplog):
     failed = next(line for line in lines if line["job"]["event"] == "failed")
     assert failed["level"] == "WARNING"
     assert "ValueError: this task always fails" in failed["job"]["error"]
+
+
+class Writes(list):
+    """A stream that keeps each write."""
+
+    def write(self, text):
+        self.append(text)
+
+    def flush(self):
+        pass
+
+
+def test_lines_logged_in_a_batch__reach_the_stream_together_as_it_ends():
+    # Recording a batch of jobs logs a line for each (`recording.finish`).
+    from jobs.log import StreamHandler, batched
+
+    stream = Writes()
+    logger = logging.getLogger("jobs.tests.batched")
+    logger.addHandler(StreamHandler(stream))
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        with batched():
+            for i in range(3):
+                logger.info("line %s", i)
+            during = list(stream)
+        logger.info("after")
+    finally:
+        logger.handlers.clear()
+
+    assert during == []
+    assert stream == ["line 0\nline 1\nline 2\n", "after\n"]

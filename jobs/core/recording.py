@@ -8,7 +8,7 @@ from django.tasks.signals import task_finished
 from django.utils import timezone
 
 from ..exceptions import JobTimeout, TaskNotFound
-from ..log import log_event
+from ..log import batched, log_event
 from ..models import JobStatus
 from ..notify import doorbell
 from ..notify.rq_push import redis_enabled
@@ -28,7 +28,8 @@ def claim_after(successes, queues, limit, worker_id, token, job_id=None):
     statement on PostgreSQL; return the claimed jobs (`hot_path.claim`)."""
     jobs, recorded = claim_recording(queues, limit, worker_id, token, job_id, successes)
     if successes:
-        settle(successes, recorded)
+        with batched():
+            settle(successes, recorded)
         ring_for_freed_slots(successes)
     return jobs
 
@@ -42,7 +43,8 @@ def finish(outcomes):
     pending = [o for o in outcomes if not o.settled]
     successes = [o for o in pending if o.succeeded]
     if successes:
-        settle(successes, record_successes(successes))
+        with batched():
+            settle(successes, record_successes(successes))
     for outcome in pending:
         if outcome.succeeded:
             continue
