@@ -335,34 +335,37 @@ def test_notifier__a_failed_notify_is_logged_and_later_ones_still_go_out(
 
 
 @pytest.fixture
-def long_cooldown(monkeypatch):
-    """A notifier whose cooldown lasts an hour, and that NOTIFIed never."""
+def slow_bucket(monkeypatch):
+    """A notifier whose bucket holds 3 NOTIFYs, all there, and gets one back
+    an hour after each it spends."""
     from jobs.notify import notifier as notifier_module
     from jobs.notify.notifier import notifier
 
     monkeypatch.setattr(notifier_module, "COOLDOWN", 3600)
-    monkeypatch.setattr(notifier, "last_rung", float("-inf"))
+    monkeypatch.setattr(notifier_module, "BURST", 3)
+    monkeypatch.setattr(notifier, "tokens", 3)
     return notifier_module
 
 
 @pytest.mark.django_db(transaction=True)
-def test_enqueues_in_a_cooldown__are_announced_by_one_notify_at_its_end(
-    listening, long_cooldown
+def test_enqueues_past_the_burst__are_announced_by_one_notify_once_it_refills(
+    listening, slow_bucket
 ):
     listener, other = listening
-    tasks.add.enqueue(1, 2)
-    first = heard_until_marker(listener, other, "marker-1")
+    for i in range(3):
+        tasks.add.enqueue(i, i)
+    burst = heard_until_marker(listener, other, "marker-1")
 
     tasks.add.enqueue(3, 4)
     tasks.add.using(queue_name="other").enqueue(5, 6)
     tasks.add.enqueue(7, 8)
-    during = heard_until_marker(listener, other, "marker-2", flush=False)
-    long_cooldown.COOLDOWN = 0  # the cooldown ends
-    with long_cooldown.notifier.changed:
-        long_cooldown.notifier.changed.notify_all()
+    past_it = heard_until_marker(listener, other, "marker-2", flush=False)
+    slow_bucket.COOLDOWN = 1e-9  # the bucket refills at once
+    with slow_bucket.notifier.changed:
+        slow_bucket.notifier.changed.notify_all()
 
-    assert first == ["default"]
-    assert during == []
+    assert burst == ["default"] * 3
+    assert past_it == []
     assert sorted(heard_until_marker(listener, other, "marker-3")) == [
         "default",
         "other",
@@ -370,17 +373,18 @@ def test_enqueues_in_a_cooldown__are_announced_by_one_notify_at_its_end(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_enqueue_after_the_cooldown__its_notify_stands_for_those_in_it(
-    listening, long_cooldown
+def test_an_enqueue_with_a_token_again__its_notify_stands_for_those_before_it(
+    listening, slow_bucket
 ):
-    # The notifier's thread would wait another hour: only the last enqueue's
-    # own NOTIFY can announce the job enqueued in the cooldown.
-    notifier = long_cooldown.notifier
+    # With one token the notifier's thread would wait another hour: only the
+    # last enqueue's own NOTIFY can announce the job enqueued before it.
+    notifier = slow_bucket.notifier
     listener, other = listening
+    notifier.tokens = 1
     tasks.add.enqueue(1, 2)
     assert heard_until_marker(listener, other, "marker-1") == ["default"]
     tasks.add.enqueue(3, 4)
-    notifier.last_rung -= long_cooldown.COOLDOWN
+    notifier.tokens += 1
 
     tasks.add.enqueue(5, 6)
 

@@ -27,8 +27,8 @@ logger = logging.getLogger("jobs.notify")
 
 def may_ring_now():
     """Whether an enqueue's INSERT may NOTIFY in the caller's transaction:
-    not while this process's notifier cools down from its last NOTIFY."""
-    return not conf.get("JOB_NOTIFY_IN_BACKGROUND") or notifier.quiet()
+    not while this process's notifier has spent its NOTIFYs for now."""
+    return not conf.get("JOB_NOTIFY_IN_BACKGROUND") or notifier.may_ring()
 
 
 def ring(jobs, inserted=False, notified=False):
@@ -37,7 +37,7 @@ def ring(jobs, inserted=False, notified=False):
     `inserted`: the jobs were just inserted by `hot_path.insert` or
     `insert_new`, whose INSERT skips its trigger's NOTIFY (migration 0019):
     they are notified once the caller's transaction commits, outside it, by
-    the notifier (at most once per its cooldown).
+    the notifier (`notifier.COOLDOWN`).
     `notified`: that INSERT's trigger sent the NOTIFY, in the caller's
     transaction (`hot_path.insert` says). Otherwise the NOTIFY is sent now,
     in the caller's transaction.

@@ -12,13 +12,15 @@ from .listen import CHANNEL, NOTIFY_UNFLUSHED
 
 logger = logging.getLogger("jobs.notify")
 
-# A process's enqueues NOTIFY in their own transactions at most once per
-# this many seconds (`quiet`). The jobs enqueued meanwhile are announced by
-# the notifier's thread, which waits twice as long after the last NOTIFY, so
-# that the next enqueue's own can stand for them. Under load one NOTIFY
-# stands for the enqueues of its window; after a quiet one, an enqueue
-# NOTIFYs at once.
+# The NOTIFYs a process sends for its enqueues: at most one per COOLDOWN
+# seconds on average, after a burst of BURST (a token bucket). An enqueue
+# that finds a token NOTIFYs in its own transaction (`may_ring`); the jobs
+# enqueued while none is left are announced by the notifier's thread, at
+# most 2 x COOLDOWN later, unless a later enqueue's own NOTIFY stands for
+# them first. Below that rate every enqueue NOTIFYs at once; above it one
+# NOTIFY stands for many enqueues.
 COOLDOWN = 0.01
+BURST = 5
 
 
 class Notifier:
@@ -41,34 +43,42 @@ class Notifier:
     def _reset(self):
         # A forked child starts empty: what the parent had pending is the
         # parent's thread's to send, and its connection is the parent's.
-        self.changed = threading.Condition()
+        lock = threading.Lock()
+        self.changed = threading.Condition(lock)  # the thread waits on it
+        self.settled = threading.Condition(lock)  # `flush` waits on it
+        self.napping = False  # the thread waits with a timeout: leave it be
         # (database alias, queue name): the numbers of its first and last
         # submit not announced yet; submits are numbered from 1.
         self.pending = {}
         self.submitted = 0
         self.sending = False  # the thread is sending what it took from pending
-        self.last_rung = float("-inf")  # monotonic time of the last NOTIFY
+        self.tokens, self.counted_at = BURST, monotonic()  # the bucket
         self.thread = None
         self.connections = {}
 
-    def quiet(self):
-        """Whether this process sent no NOTIFY for `COOLDOWN`: an enqueue
-        may then NOTIFY in its own transaction."""
-        return monotonic() - self.last_rung >= COOLDOWN
+    def may_ring(self):
+        """Whether an enqueue may NOTIFY in its own transaction now (a token
+        is left), and then call `rang` as it commits."""
+        return self._tokens(monotonic()) >= 1
 
     def rang(self, queue_name, db, covered):
         """An enqueue's transaction NOTIFIed `queue_name` as it committed,
         after the first `covered` submits: they need no other NOTIFY."""
         with self.changed:
-            self.last_rung = monotonic()
+            self._spend(monotonic())
             first_last = self.pending.get((db, queue_name))
             if first_last and first_last[1] <= covered:
                 del self.pending[db, queue_name]
-                self.changed.notify_all()
+                self.settled.notify_all()
+
+    def _tokens(self, now):
+        return min(BURST, self.tokens + (now - self.counted_at) / COOLDOWN)
+
+    def _spend(self, now):
+        self.tokens, self.counted_at = self._tokens(now) - 1, now
 
     def submit(self, queue_names, db):
         with self.changed:
-            idle = not self.pending  # else the thread is told already
             self.submitted += 1
             for queue_name in queue_names:
                 first, _ = self.pending.get((db, queue_name), (self.submitted, 0))
@@ -78,20 +88,26 @@ class Notifier:
                     target=self._run, name="job-notifier", daemon=True
                 )
                 self.thread.start()
-            if idle:
-                self.changed.notify_all()
+            if not self.napping:  # a napping thread finds them as it wakes
+                self.changed.notify()
 
     def _run(self):
         while True:
             with self.changed:
                 self.changed.wait_for(lambda: self.pending)
-                early = self.last_rung + 2 * COOLDOWN - monotonic()
+                # At once with two tokens left; 2 x COOLDOWN with none.
+                now = monotonic()
+                early = (2 - self._tokens(now)) * COOLDOWN
                 if early > 0:
-                    self.changed.wait(early)  # later submits join this NOTIFY
-                    continue  # unless an enqueue's own covered them meanwhile
+                    # Later submits join this NOTIFY, unless an enqueue's own
+                    # covers them all meanwhile.
+                    self.napping = True
+                    self.changed.wait(early)
+                    self.napping = False
+                    continue
                 pending, self.pending = self.pending, {}
                 self.sending = True
-                self.last_rung = monotonic()
+                self._spend(now)
             queues = {}
             for db, queue_name in pending:
                 queues.setdefault(db, set()).add(queue_name)
@@ -99,7 +115,7 @@ class Notifier:
                 self._notify(db, queue_names)
             with self.changed:
                 self.sending = False
-                self.changed.notify_all()
+                self.settled.notify_all()
 
     def _notify(self, db, queue_names):
         import psycopg
@@ -139,7 +155,7 @@ class Notifier:
         """Wait until every submit so far is notified; True if it was."""
         with self.changed:
             target = self.submitted
-            return self.changed.wait_for(
+            return self.settled.wait_for(
                 lambda: (
                     not self.sending
                     and all(first > target for first, _ in self.pending.values())
