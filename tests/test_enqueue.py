@@ -344,7 +344,10 @@ def slow_bucket(monkeypatch):
     monkeypatch.setattr(notifier_module, "COOLDOWN", 3600)
     monkeypatch.setattr(notifier_module, "BURST", 3)
     monkeypatch.setattr(notifier, "tokens", 3)
-    return notifier_module
+    yield notifier_module
+    monkeypatch.undo()
+    with notifier.changed:  # a nap of the thread's ends
+        notifier.changed.notify_all()
 
 
 @pytest.mark.django_db(transaction=True)
