@@ -90,6 +90,13 @@ class StreamHandler(logging.StreamHandler):
             self.handleError(record)
 
     def write_held(self, lines):
-        with self.lock:
-            self.stream.write("".join(lines))
-            self.flush()
+        """Write `lines` at once; a failure is reported as `emit` reports
+        one (logging never breaks the recording of jobs)."""
+        try:
+            with self.lock:
+                self.stream.write("".join(lines))
+                self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": lines[0].rstrip()}))

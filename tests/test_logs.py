@@ -76,3 +76,24 @@ def test_lines_logged_in_a_batch__reach_the_stream_together_as_it_ends():
 
     assert during == []
     assert stream == ["line 0\nline 1\nline 2\n", "after\n"]
+
+
+class Broken(Writes):
+    def write(self, text):
+        raise OSError("the stream is gone")
+
+
+def test_a_batch_the_stream_refuses__is_reported_and_the_block_goes_on(capsys):
+    from jobs.log import StreamHandler, batched
+
+    logger = logging.getLogger("jobs.tests.batched_broken")
+    logger.addHandler(StreamHandler(Broken()))
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        with batched():  # raises nothing
+            logger.info("lost line")
+    finally:
+        logger.handlers.clear()
+
+    assert "the stream is gone" in capsys.readouterr().err
