@@ -8,6 +8,7 @@ ALLOWED_HOSTS.
 
 import json
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -86,9 +87,11 @@ INSTALLED_APPS = [
     # Its index operator classes (the argument search's trigram indexes);
     # it changes nothing on SQLite.
     "django.contrib.postgres",
-    "django_rq",
-    "health_check",
+    # (django_rq, with REDIS_URL: below)
     "jobs",
+    # Our checks, /health, and django-health-check's `manage.py health_check`
+    # and page (/health/status/). Its own app is not installed: its package
+    # imports dnspython, smtplib and Redis's client, which no worker needs.
     "healthcheck",
 ]
 
@@ -106,10 +109,12 @@ MIDDLEWARE = [
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 
+# django-health-check's templates, found without importing its package.
+HEALTH_CHECK_TEMPLATES = Path(find_spec("health_check").origin).parent / "templates"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [BASE_DIR / "templates", HEALTH_CHECK_TEMPLATES],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -181,6 +186,10 @@ TASKS = {
     }
 }
 REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    # `manage.py rqworker` and the RQ dashboard. Without Redis, no process
+    # loads Redis's or RQ's modules.
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("jobs"), "django_rq")
 # With REDIS_URL set, each queue is pushed to RQ in three priority bands.
 RQ_QUEUES = rq_queues(REDIS_URL, JOB_QUEUES) if REDIS_URL else {}
 # Recurring jobs by name (README, "Recurring jobs"); JSON in the environment.

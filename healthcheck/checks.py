@@ -23,7 +23,7 @@ from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from jobs import conf
 from jobs.models import BUCKETS, Job, QueuePause, WorkerProcess
-from jobs.notify import link, rq_push
+from jobs.notify import link
 
 CACHE_KEY = "healthcheck:queue-snapshot"
 
@@ -71,7 +71,7 @@ class Redis(Check):
     name: ClassVar[str] = "redis"
 
     def run(self):
-        if not rq_push.redis_enabled():
+        if not conf.redis_enabled():
             self.message = "Redis is not configured (REDIS_URL is unset)."
             self.details = {"configured": False}
             return
@@ -96,7 +96,7 @@ class Queue(Check):
         await sync_to_async(self.measure)()
 
     def measure(self):
-        backend = "redis" if rq_push.redis_enabled() else "database"
+        backend = "redis" if conf.redis_enabled() else "database"
         enabled = conf.get("JOB_QUEUE_ENABLED")
         self.details = {"enabled": enabled, "backend": backend}
         if not enabled:

@@ -72,6 +72,12 @@ def get(name):
     return getattr(settings, name, DEFAULTS[name])
 
 
+def redis_enabled():
+    """Say whether REDIS_URL is set. Only then are jobs pushed to RQ, and only
+    then does a process load Redis's and RQ's modules."""
+    return bool(settings.REDIS_URL)
+
+
 def prepared_statements():
     """Return JOB_PREPARED_STATEMENTS as "auto", True or False."""
     value = get("JOB_PREPARED_STATEMENTS")

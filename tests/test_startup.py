@@ -90,25 +90,33 @@ def test_manage_py__collects_garbage_again_once_django_is_set_up():
     assert shell.stdout.split() == ["enabled=True", "frozen=True"]
 
 
+# A Redis URL nothing answers at: what a process does with REDIS_URL set,
+# whether Redis is up or not.
+REDIS_NOWHERE = "redis://127.0.0.1:1/0"
+
 PROBE = (
     "import gc; print(f'enabled={gc.isenabled()}', "
     "f'frozen={gc.get_freeze_count() > 0}')"
 )
 
 
-# --- What a worker loads: no web code ----------------------------------------
+# --- What a worker loads: no web code, and no Redis client without Redis ----
 
 WEB_MODULES = ("config.urls", "jobs.web.admin", "django_rq.admin")
+# Redis's and RQ's clients, and django-health-check's package (it imports
+# dnspython, smtplib and Redis's client).
+REDIS_MODULES = ("redis", "rq", "django_rq", "health_check", "dns", "smtplib")
 
 
-def manage_py(*args, env=None):
-    """Run `manage.py *args` in a subprocess; on exit it prints which of
-    WEB_MODULES it had imported."""
+def manage_py(*args, env=None, watch=WEB_MODULES):
+    """Run `manage.py *args` in a subprocess; on exit it prints which of the
+    modules `watch` names it had imported."""
     report = (
         "import atexit, runpy, sys\n"
-        f"web = {WEB_MODULES!r}\n"
-        "atexit.register(lambda: print('loaded', [m for m in web if m in sys.modules]))"
-        "\n"
+        f"watch = {watch!r}\n"
+        "atexit.register(\n"
+        "    lambda: print('loaded', [m for m in watch if m in sys.modules])\n"
+        ")\n"
         "sys.argv[0] = 'manage.py'\n"
         "runpy.run_path('manage.py', run_name='__main__')\n"
     )
@@ -139,6 +147,30 @@ def test_jobworker__loads_neither_the_urlconf_nor_the_admin():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_jobworker_without_redis__loads_no_redis_client_nor_dnspython():
+    make_job()
+
+    done = manage_py("jobworker", "--burst", env={"REDIS_URL": ""}, watch=REDIS_MODULES)
+
+    assert done.returncode == 0, done.stderr
+    assert loaded(done) == "[]"
+    assert Job.objects.get().status == JobStatus.SUCCESSFUL
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobworker_with_redis__has_django_rqs_app():
+    make_job()
+
+    done = manage_py(
+        "jobworker", "--burst", env={"REDIS_URL": REDIS_NOWHERE}, watch=("django_rq",)
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert loaded(done) == "['django_rq']"
+    assert Job.objects.get().status == JobStatus.SUCCESSFUL
+
+
+@pytest.mark.django_db(transaction=True)
 def test_jobworker__still_refuses_a_schedule_that_cannot_run():
     schedules = {"nightly": {"task": "tests.testapp.tasks.record_run", "cron": "61"}}
 
@@ -151,7 +183,8 @@ def test_jobworker__still_refuses_a_schedule_that_cannot_run():
 
 
 def test_manage_py_check__still_checks_the_admin_and_the_urlconf():
-    done = manage_py("check")
+    # With Redis, django_rq's app (and its admin module) is installed.
+    done = manage_py("check", env={"REDIS_URL": REDIS_NOWHERE})
 
     assert done.returncode == 0, done.stderr
     # The admin's checks imported every admin module; the URL checks, the URLconf.

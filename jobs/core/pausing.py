@@ -10,17 +10,16 @@ flight to end: once `pause` returns, no job of the queue starts.
 import logging
 from itertools import batched
 
-import redis
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from .. import conf
 from ..conf import BAND_SUFFIXES
 from ..exceptions import UnknownQueue
 from ..expressions import DatabaseNow
 from ..models import Job, QueuePause, on_postgresql
-from ..notify import rq_push
 from ..notify.listen import notify
 
 logger = logging.getLogger("jobs")
@@ -83,8 +82,12 @@ def ring_waiting(queue_name, page_size=1000):
     """Tell workers that the due jobs of `queue_name` wait, highest first."""
     if on_postgresql():
         notify({queue_name}, Job.objects.db)
-    if not rq_push.redis_enabled():
+    if not conf.redis_enabled():
         return
+    import redis  # Redis's modules load only with REDIS_URL
+
+    from ..notify import rq_push
+
     due = Job.objects.due(timezone.now()).filter(queue_name=queue_name)
     rows = due.order_by("-priority", "run_after").iterator(chunk_size=page_size)
     try:

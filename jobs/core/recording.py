@@ -7,11 +7,11 @@ from contextlib import suppress
 from django.tasks.signals import task_finished
 from django.utils import timezone
 
+from .. import conf
 from ..exceptions import JobTimeout, TaskNotFound
 from ..log import batched, log_event
 from ..models import JobStatus
 from ..notify import doorbell
-from ..notify.rq_push import redis_enabled
 from . import concurrency, execution
 from .hot_path import claim_recording, record_successes
 from .tasks import (
@@ -62,7 +62,7 @@ def ring_for_freed_slots(outcomes):
     again; only jobs with a concurrency key pay this statement.
     """
     keys = {o.job.concurrency_key for o in outcomes if o.job.concurrency_key}
-    if keys and redis_enabled():
+    if keys and conf.redis_enabled():
         doorbell.ring(concurrency.waiting_for(keys))
 
 

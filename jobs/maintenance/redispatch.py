@@ -9,7 +9,6 @@ from django.utils import timezone
 from .. import conf
 from ..core import concurrency
 from ..models import Job
-from ..notify import rq_push
 
 logger = logging.getLogger("jobs.maintenance")
 
@@ -49,8 +48,10 @@ def redispatch(page_size=500, batches=10):
     pushed. Jobs of paused queues are not: an `rqworker` would only end
     their RQ job again (resuming pushes them).
     """
-    if not rq_push.redis_enabled():
+    if not conf.redis_enabled():
         return []
+    from ..notify import rq_push  # Redis's modules load only with REDIS_URL
+
     grace = timedelta(seconds=conf.get("JOB_REDISPATCH_GRACE_SECONDS"))
     due = Job.objects.due(timezone.now() - grace).unpaused()
     lost = []

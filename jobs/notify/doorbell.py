@@ -19,8 +19,6 @@ from .. import conf
 from ..models import Job, on_postgresql
 from .listen import notify, notify_committed
 from .notifier import notifier
-from .pusher import pusher
-from .rq_push import push, redis_enabled
 
 logger = logging.getLogger("jobs.notify")
 
@@ -61,6 +59,9 @@ def ring(jobs, inserted=False, notified=False):
             transaction.on_commit(partial(send, queues, db), using=db)
         else:
             notify(queues, db)
-    if redis_enabled():
+    if conf.redis_enabled():
+        from .pusher import pusher  # Redis's modules load only with REDIS_URL
+        from .rq_push import push
+
         send = pusher.submit if conf.get("JOB_REDIS_PUSH_IN_BACKGROUND") else push
         transaction.on_commit(partial(send, jobs), using=db)

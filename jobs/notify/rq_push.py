@@ -6,7 +6,6 @@ import math
 from datetime import timedelta
 
 import redis
-from django.conf import settings
 from django.utils import timezone
 from rq import Queue
 from rq.job import Job as RQJob
@@ -32,10 +31,6 @@ def rq_queue_name(queue_name, priority):
 def rq_job_id(job):
     """Name the RQ job of one attempt, so a retry is a new RQ job."""
     return f"{job.pk}-{job.attempts}"
-
-
-def redis_enabled():
-    return bool(settings.REDIS_URL)
 
 
 # Rows that ride in a batch: row id -> the id of the RQ job that carries

@@ -35,7 +35,7 @@ from ..models import (
     WorkerProcess,
     bucket_filters,
 )
-from ..notify import link, rq_push
+from ..notify import link
 
 # The gauges of each queue: the bucket of `models.bucket_filters` each counts.
 QUEUE_GAUGES = {
@@ -68,7 +68,7 @@ class JobsCollector:
         yield from worker_metrics(workers)
         yield from tally_metrics(tallies)
         yield from maintenance_metrics()
-        if rq_push.redis_enabled():
+        if conf.redis_enabled():
             up = GaugeMetricFamily("jobs_redis_up", "Redis answered a PING (1) or not.")
             up.add_metric([], 1 if redis_answers() else 0)
             yield up

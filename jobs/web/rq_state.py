@@ -7,12 +7,13 @@ import redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
+from .. import conf
 from ..notify import link, rq_push
 
 
 def describe(job):
     """Say what RQ knows of the job's current RQ job (`<id>-<attempts>`)."""
-    if not rq_push.redis_enabled():
+    if not conf.redis_enabled():
         return "Redis is off (database queue only)"
     rq_id = rq_push.rq_job_id(job)
     try:
