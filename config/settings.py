@@ -187,7 +187,7 @@ TASKS = {
 }
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    # `manage.py rqworker` and the RQ dashboard. Without Redis, no process
+    # `manage.py rqworker` and the RQ dashboard. Without Redis, no worker
     # loads Redis's or RQ's modules.
     INSTALLED_APPS.insert(INSTALLED_APPS.index("jobs"), "django_rq")
 # With REDIS_URL set, each queue is pushed to RQ in three priority bands.

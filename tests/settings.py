@@ -9,12 +9,14 @@ from config.settings import *  # noqa: F403
 from config.settings import INSTALLED_APPS, REDIS_URL, TASKS
 from jobs.conf import rq_queues
 
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 # The test process turns Redis on per test (`redis_dispatch`), after these
-# settings are read: it has django_rq's app whatever REDIS_URL says. A worker
-# it starts reads REDIS_URL from its environment, as in production.
+# settings are read: it has django_rq's app whatever REDIS_URL says, where
+# `config.settings` puts it with Redis. A worker it starts reads REDIS_URL
+# from its environment, as in production.
 TESTING = "pytest" in sys.modules
-RQ_APPS = ["django_rq"] if TESTING and "django_rq" not in INSTALLED_APPS else []
-INSTALLED_APPS = [*INSTALLED_APPS, *RQ_APPS, "tests.testapp"]
+if TESTING and "django_rq" not in INSTALLED_APPS:
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("jobs"), "django_rq")
 JOB_QUEUES = ["default", "other"]
 TASKS = {"default": {**TASKS["default"], "QUEUES": JOB_QUEUES}}
 RQ_QUEUES = rq_queues(REDIS_URL, JOB_QUEUES) if REDIS_URL else {}

@@ -170,6 +170,15 @@ def test_jobworker_with_redis__has_django_rqs_app():
     assert Job.objects.get().status == JobStatus.SUCCESSFUL
 
 
+@pytest.mark.parametrize("command", ["rqworker", "rqworker-pool"])
+def test_rq_commands_without_redis__refuse_naming_the_setting(command):
+    done = manage_py(command, "default", "--burst", env={"REDIS_URL": ""})
+
+    assert done.returncode == 1
+    assert f"REDIS_URL is not set: {command} runs RQ's workers" in done.stderr
+    assert "manage.py jobworker" in done.stderr
+
+
 @pytest.mark.django_db(transaction=True)
 def test_jobworker__still_refuses_a_schedule_that_cannot_run():
     schedules = {"nightly": {"task": "tests.testapp.tasks.record_run", "cron": "61"}}
