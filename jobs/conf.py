@@ -74,7 +74,7 @@ def get(name):
 
 def redis_enabled():
     """Say whether REDIS_URL is set. Only then are jobs pushed to RQ, and only
-    then does a process load Redis's and RQ's modules."""
+    then does a worker load Redis's and RQ's modules."""
     return bool(settings.REDIS_URL)
 
 
