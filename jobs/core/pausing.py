@@ -15,8 +15,7 @@ from django.db import connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from .. import conf
-from ..conf import BAND_SUFFIXES
+from ..conf import BAND_SUFFIXES, redis_enabled
 from ..exceptions import UnknownQueue
 from ..expressions import DatabaseNow
 from ..models import Job, QueuePause, on_postgresql
@@ -82,7 +81,7 @@ def ring_waiting(queue_name, page_size=1000):
     """Tell workers that the due jobs of `queue_name` wait, highest first."""
     if on_postgresql():
         notify({queue_name}, Job.objects.db)
-    if not conf.redis_enabled():
+    if not redis_enabled():
         return
     import redis  # Redis's modules load only with REDIS_URL
 
