@@ -77,6 +77,9 @@ def test_sigterm__active_job_finishes_and_worker_exits_0(start_worker):
 
     assert WorkerProcess.objects.get(pid=worker.pid).kind == "database"
     worker.signal(signal.SIGTERM)
+    # A signal is handled between two statements of the worker's: a claim
+    # already under way when it arrives may still take a job enqueued now.
+    wait_for(lambda: "SIGTERM: finishing" in worker.output(), message="the signal")
     later = tasks.record_run.enqueue("not-claimed-after-sigterm")
 
     assert worker.wait(timeout=20) == 0, worker.output()
