@@ -42,6 +42,9 @@ DEFAULTS = {
     "JOB_LISTEN_DATABASE_URL": "",
     # Most due jobs one RQ job carries (one fork and RQ's bookkeeping each).
     "JOB_RQ_BATCH": 50,
+    # RQ jobs a forking rqworker's work horse runs before a new one replaces
+    # it (1: a new horse for every RQ job).
+    "JOB_HORSE_MAX_JOBS": 1000,
     "JOB_RQ_RESULT_TTL": 60,  # seconds RQ keeps a finished RQ job (not the row)
     "JOB_CLEANUP_AGE": 86_400_000,  # ms: finished jobs are pruned after a day
     "JOB_FAILED_CLEANUP_AGE": 604_800_000,  # ms: failed jobs are kept a week

@@ -229,10 +229,60 @@ def test_forking_rqworker__a_batch_held_too_long__gives_back_the_jobs_not_starte
     worker = start_rqworker("--worker-class", FORKING)
     wait_for(lambda: status_of(rest[-1]) == JobStatus.SUCCESSFUL, message="the rest")
 
-    first_horse = int(Job.objects.get(pk=long.id).progress_message)
-    assert first_horse not in set(Run.objects.values_list("pid", flat=True))
+    # Given back, they were pushed again: an RQ job of their own carried them.
+    client = redis_server.client()
+    assert RQJob.exists(f"{rest[0].id}-0", connection=client)
     given_back = Job.objects.filter(pk__in=[result.id for result in rest])
     assert {(j.status, j.attempts) for j in given_back} == {(JobStatus.SUCCESSFUL, 1)}
     assert status_of(long) == JobStatus.SUCCESSFUL
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
+
+
+def test_forking_rqworker__keeps_its_work_horse_for_the_next_rq_jobs(start_rqworker):
+    worker = start_rqworker("--worker-class", FORKING)
+    first = tasks.record_run.enqueue("first")
+    wait_for(lambda: status_of(first) == JobStatus.SUCCESSFUL, message="first job")
+    second = tasks.record_run.enqueue("second")  # an RQ job of its own
+    wait_for(lambda: status_of(second) == JobStatus.SUCCESSFUL, message="second job")
+
+    (horse,) = set(Run.objects.values_list("pid", flat=True))
+    assert horse != worker.pid and running(horse)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
+    wait_for(lambda: not running(horse), message="the horse to end with its worker")
+
+
+def test_forking_rqworker__a_new_horse_after_job_horse_max_jobs(start_rqworker):
+    worker = start_rqworker("--worker-class", FORKING, env={"JOB_HORSE_MAX_JOBS": "2"})
+    for key in ("one", "two", "three"):
+        result = tasks.record_run.enqueue(key)  # each an RQ job of its own
+        wait_for(lambda r=result: status_of(r) == JobStatus.SUCCESSFUL, message=key)
+
+    pids = dict(Run.objects.values_list("key", "pid"))
+    assert pids["one"] == pids["two"] != pids["three"]
+    assert worker.pid not in pids.values()
+    assert not running(pids["one"])  # the spent horse ended
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
+
+
+def test_forking_rqworker__after_a_horse_dies_the_next_job_gets_a_new_one(
+    start_rqworker,
+):
+    worker = start_rqworker("--worker-class", FORKING)
+    before = tasks.record_run.enqueue("before")
+    wait_for(lambda: status_of(before) == JobStatus.SUCCESSFUL, message="before")
+    poison = tasks.end_process.using(max_attempts=1).enqueue()
+    wait_for(lambda: status_of(poison) == JobStatus.FAILED, message="the crash")
+    after = tasks.record_run.enqueue("after")
+    wait_for(lambda: status_of(after) == JobStatus.SUCCESSFUL, message="after")
+
+    pids = dict(Run.objects.values_list("key", "pid"))
+    assert pids["before"] != pids["after"]
+    assert not running(pids["before"]) and running(pids["after"])
+    assert Job.objects.get(pk=poison.id).errors[0]["message"] == (
+        "The work horse running this job died."
+    )
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0, worker.output()[-3000:]

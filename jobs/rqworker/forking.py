@@ -1,7 +1,8 @@
 """The forking RQ worker: claims in the worker, runs in a work horse."""
 
-import tempfile
 import time
+from contextlib import contextmanager
+from functools import partial
 
 from django.db import connections
 from rq import Worker
@@ -14,18 +15,24 @@ from ..notify.pusher import pusher
 from . import handover
 from .base import JobsWorkerMixin
 from .handover import HandOver
+from .horse import Horse, leave_the_worker
 from .job import claim_all, job_id_list, skip
 from .leases import database_in_use, lease_keeper
-from .unrecorded import unrecorded
 
 
 class JobsWorker(JobsWorkerMixin, Worker):
-    """RQ's forking worker: each job runs in a new work horse process.
+    """RQ's forking worker: jobs run in a work horse process, kept for many
+    RQ jobs (`horse`), so a task that crashes its process cannot take the
+    worker down.
 
-    The worker claims the job before forking and records its success after
-    the horse exits (see `HandOver`); the horse never uses the worker's
-    database connections.
+    The worker claims an RQ job's rows, hands them to the horse, does RQ's
+    bookkeeping while the horse runs them, and records their successes (see
+    `HandOver`); the horse never uses the worker's database connections.
+    An RQ job whose rows it could not claim (or not ours) goes to a horse of
+    RQ's own, forked for it, which decides about each.
     """
+
+    horse = None  # the kept work horse, once forked
 
     def execute_job(self, job, queue):
         job_ids = rq_job_arguments(job)
@@ -38,16 +45,53 @@ class JobsWorker(JobsWorkerMixin, Worker):
         self.set_state(WorkerStatus.BUSY)
         if not claimed:  # not claimable, or not ours: the horse decides
             return super().execute_job(job, queue)
-        with tempfile.TemporaryFile("w+") as report, lease_keeper.holding(*claimed):
-            handover.handed_over = hand_over = HandOver(job_ids, claimed, report)
+        with lease_keeper.holding(*claimed):
+            timeout = job.timeout if job.timeout and job.timeout > 0 else -1
+            hand_over = HandOver(job_ids, claimed, timeout)
+            self.prepare_execution(job)
             try:
-                super().execute_job(job, queue)
-            except ForkFailed as e:  # no work horse: not the jobs' fault
-                self.fork_failed(job, queue, claimed, e.__cause__)
+                hand_over.horse = horse = self.kept_horse()
+            except OSError as e:  # out of memory or processes: no horse runs it
+                self.fork_failed(job, queue, claimed, e)
                 return
-            finally:
-                handover.handed_over = None
+            hand_over.stop_flag = horse.stop_flag
+            every = self.job_monitoring_interval
+            hand_over.monitor = (partial(self.heartbeat_while, job), every)
+            handover.handed_over, self._horse_pid = hand_over, horse.pid
+            with self.redis_lost_around(job):
+                try:
+                    self.perform_job(job, queue)  # the horse runs the function
+                finally:
+                    handover.handed_over, self._horse_pid = None, 0
+                    if not horse.alive or horse.spent():
+                        self.retire_horse()
+                self.set_state(WorkerStatus.IDLE)
             hand_over.record()  # successes wait in `unrecorded`, still held
+
+    def kept_horse(self):
+        """Return the work horse, forked now if there is none (OSError: the
+        fork failed)."""
+        if self.horse is not None and not self.horse.fit():
+            self.retire_horse()
+        if self.horse is None:
+            self.horse = Horse()
+        return self.horse
+
+    def retire_horse(self):
+        if self.horse is not None:
+            self.horse.retire()
+            self.horse = None
+
+    def heartbeat_while(self, job):
+        """Keep RQ's worker, execution and job alive while a long job runs."""
+        with self.redis_may_fail("heartbeat"):
+            self.maintain_heartbeats(job)
+
+    def work(self, *args, **kwargs):
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            self.retire_horse()
 
     def claim(self, job_ids):
         """Claim the RQ job's rows; leave those of them not claimable as
@@ -116,19 +160,13 @@ class JobsWorker(JobsWorkerMixin, Worker):
                 raise ForkFailed from e
 
     def main_work_horse(self, job, queue):
-        database_in_use.release()
-        # The worker's connections are its sockets: closing or using them
-        # here would break them for the worker. psycopg does not close a
-        # connection collected in another process than the one that made it.
-        for alias in connections:
-            connections[alias] = connections.create_connection(alias)
-        # The worker's unrecorded successes are the worker's to record; the
-        # horse records its own at once, as it exits after this job.
-        unrecorded.outcomes = []
-        unrecorded.deferring = False
+        leave_the_worker()
         return super().main_work_horse(job, queue)
 
     def perform_job(self, job, queue):
+        if not self._is_horse:  # the worker: its kept horse runs the tasks
+            with no_alarm(self):  # the horse has the soft limit, we the hard
+                return super().perform_job(job, queue)
         try:
             return super().perform_job(job, queue)
         finally:
@@ -136,6 +174,29 @@ class JobsWorker(JobsWorkerMixin, Worker):
             # enqueued now, not after the re-dispatch grace.
             pusher.flush(timeout=5)
             connections.close_all()  # the work horse's own; it exits now
+
+
+@contextmanager
+def no_alarm(worker):
+    """Run RQ's `perform_job` in the worker without RQ's alarm."""
+    worker.death_penalty_class = NoAlarm
+    try:
+        yield
+    finally:
+        del worker.death_penalty_class
+
+
+class NoAlarm:
+    """A death penalty class (as RQ calls one) that sets no alarm."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        pass
+
+    def __exit__(self, *exc_info):
+        return False
 
 
 class ForkFailed(Exception):  # noqa: N818 (it names what happened)

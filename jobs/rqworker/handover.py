@@ -3,7 +3,6 @@ horse reports back."""
 
 import json
 import logging
-import mmap
 import os
 import time
 from contextlib import suppress
@@ -18,26 +17,38 @@ from .unrecorded import unrecorded
 
 
 class HandOver:
-    """The jobs a forking worker claimed for the work horse it is about to
-    fork: one RQ job's rows, run one after the other.
+    """The jobs a forking worker claimed for its work horse: one RQ job's
+    rows, run one after the other.
 
     The worker claims, renews the leases and records successes with its own
-    database connection, kept across jobs; the horse only runs the tasks and
-    writes a line to `report` as each starts and ends. So a no-op job costs
-    the horse no database connection (a new PostgreSQL connection is dearer
-    than a short job). A failure the horse records itself, with a
-    connection of its own.
+    database connection, kept across jobs; the horse (`horse.Horse`) only
+    runs the tasks and writes a line to `report` as each starts and ends. So
+    a no-op job costs the horse no database connection. A failure the horse
+    records itself, with a connection of its own.
     """
 
-    def __init__(self, job_ids, jobs, report):
+    def __init__(self, job_ids, jobs, timeout=-1):
         self.job_ids = job_ids  # what the RQ job carries
         self.jobs = jobs  # those of them the worker claimed, in that order
-        self.report = report
+        self.timeout = timeout  # RQ's, in whole seconds; -1: none
+        self.report = []  # the horse's lines, as it wrote them
         self.overran = None  # RQ's timeout, once the worker ended the horse
-        # Shared with the horse: set, it starts no further job (warm stop).
-        self.stop_flag = mmap.mmap(-1, 1)
+        self.horse = None  # the worker's Horse that runs them
+        self.sent = False  # handed to the horse (else none of them started)
+        self.monitor = (lambda: None, 30)  # heartbeat() while waiting, every s
+        self.stop_flag = None  # shared with the horse: set, it starts no other
         self.worker_pid = os.getpid()
         self.claimed_at = time.monotonic()  # one clock for both processes
+
+    @classmethod
+    def in_horse(cls, jobs, timeout, claimed_at, report, stop_flag, worker_pid):
+        """The hand-over as the horse receives it."""
+        hand_over = cls([str(job.pk) for job in jobs], jobs, timeout)
+        hand_over.claimed_at, hand_over.report = claimed_at, report
+        hand_over.stop_flag, hand_over.worker_pid = stop_flag, worker_pid
+        return hand_over
+
+    clock = staticmethod(time.monotonic)
 
     def carries(self, job_ids):
         return self.job_ids == job_ids
@@ -45,9 +56,20 @@ class HandOver:
     def stop_after_current(self):
         """Ask the horse to start no further job (the worker stops): it runs
         the job in hand, or the first if it has not begun."""
-        self.stop_flag[0] = 1
+        if self.stop_flag is not None:
+            self.stop_flag[0] = 1
+
+    def hard_limit(self):
+        """When the worker ends the horse (`clock`), if the job has a timeout."""
+        if self.timeout <= 0:
+            return None
+        return self.clock() + self.timeout + conf.get("JOB_TIMEOUT_GRACE_SECONDS")
 
     def run(self):
+        """In the worker (RQ's job function): have the horse run the jobs."""
+        return self.horse.run(self, *self.monitor)
+
+    def run_jobs(self):
         """In the work horse: run the jobs in order, report each to the worker."""
         outcomes = []
         for job in self.jobs:
@@ -90,6 +112,9 @@ class HandOver:
         attempt now, not when its lease expires. Jobs it never started go
         back uncharged. A horse that reported nothing lost the first job.
         """
+        if not self.sent:  # RQ's bookkeeping failed before: none started
+            transitions.release(self.jobs)
+            return
         started, ended, readable = self.read()
         by_pk = {str(job.pk): job for job in self.jobs}
         lost = [by_pk[pk] for pk in started if pk not in ended]
@@ -107,9 +132,8 @@ class HandOver:
     def read(self):
         """Return the pks the horse started, {pk: line} of those it ended,
         and whether every line read."""
-        self.report.seek(0)
         started, ended = [], {}
-        for text in self.report.read().splitlines():
+        for text in "".join(self.report).splitlines():
             try:
                 kind, pk, *_ = line = json.loads(text)
             except (ValueError, TypeError):  # cut short, or spoiled

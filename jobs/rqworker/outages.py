@@ -30,11 +30,16 @@ class RedisOutageMixin:
             super().run_maintenance_tasks()
 
     def execute_job(self, job, queue):
+        with self.redis_lost_around(job):
+            return super().execute_job(job, queue)
+
+    @contextmanager
+    def redis_lost_around(self, job):
         # Stock RQ quits when Redis fails around a job (its bookkeeping, the
         # horse's heartbeats). The row holds the outcome, or the horse is
         # waited for and its report recorded: carry on with the next job.
         try:
-            return super().execute_job(job, queue)
+            yield
         except redis.ConnectionError as e:
             self.log.warning(
                 "lost Redis around RQ job %s: %s; its row keeps the outcome", job.id, e

@@ -91,8 +91,9 @@ OVERRIDES = {
     ),
     "Worker.execute_job": Override(
         "(self, job: 'Job', queue: 'Queue')",
-        "Claim the batch's rows before the fork and record the horse's report "
-        "after it (HandOver); carry on when Redis fails around a job.",
+        "Claim the batch's rows, hand them to the kept work horse (horse.Horse) "
+        "while RQ's bookkeeping runs in the worker, and record the horse's "
+        "report after (HandOver); carry on when Redis fails around a job.",
     ),
     "SimpleWorker.execute_job": Override(
         "(self, job: 'Job', queue: 'Queue')",
@@ -121,9 +122,10 @@ OVERRIDES = {
     ),
     "BaseWorker.perform_job": Override(
         "(self, job: 'Job', queue: 'Queue') -> 'bool'",
-        "After every job: the horse pushes what it enqueued and closes its "
-        "connections (it exits without atexit); the simple worker tidies its "
-        "connections. Job callbacks are set per job and skip retries.",
+        "In the forking worker, without RQ's alarm (the kept horse has the "
+        "soft limit, the worker the hard one); in a horse of RQ's own, after "
+        "its job, push what it enqueued and close its connections (it exits "
+        "without atexit); the simple worker tidies its connections.",
     ),
     "Queue.dequeue_any": Override(
         "(queues: 'Iterable[Queue]', timeout: 'int | None', connection: 'Redis', "
