@@ -119,7 +119,8 @@ class Horse:
 
     def fit(self):
         """Say whether the idle horse still runs: it may have been killed
-        (or ended itself) since its last job."""
+        (or ended itself) since its last job. An idle horse writes nothing,
+        so a readable pipe means it ended."""
         return not self.pipe.poll(0) and not self.exited(check=True)
 
     def drain(self, hand_over):
@@ -203,8 +204,8 @@ def describe(status):
 
 
 def serve(pipe, stop_flag, worker_pid):
-    """In the horse: run what the worker hands over until it closes the pipe
-    or is gone. Never returns."""
+    """In the horse: run what the worker hands over until it says to end,
+    closes the pipe or is gone. Never returns."""
     from . import handover
 
     status = 0
