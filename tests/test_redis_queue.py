@@ -259,3 +259,40 @@ def test_push_in_background_off__pushed_at_commit(
     # No flush: the commit itself pushed it.
     queued = redis_server.client().lrange("rq:queue:default", 0, -1)
     assert queued == [f"{result.id}-0".encode()]
+
+
+def test_push__a_later_rq_job_is_rqs_first_hash_with_its_own_job_fields(
+    settings, redis_server, monkeypatch
+):
+    monkeypatch.setattr(rq_push, "templates", {})  # as in a new process
+    settings.REDIS_URL = ""  # enqueued without a push
+    first = tasks.add.enqueue(1, 1)
+    later = tasks.add.using(timeout=30).enqueue(2, 2)
+    rows = {str(job.pk): job for job in Job.objects.all()}
+    settings.REDIS_URL = redis_server.url
+
+    assert rq_push.push([rows[first.id]]) == 1  # RQ enqueues it
+    assert rq_push.push([rows[later.id]]) == 1  # a copy of what RQ saved
+
+    client = redis_server.client()
+    own = {b"data", b"description", b"timeout", b"created_at", b"enqueued_at"}
+    shared = [
+        {
+            k: v
+            for k, v in client.hgetall(f"rq:job:{r.id}-0").items()
+            if v and k not in own
+        }
+        for r in (first, later)
+    ]
+    assert shared[0] == shared[1] and b"status" in shared[0]
+    copy = fetch_rq_job(redis_server, f"{later.id}-0")
+    assert (copy.func_name, copy.args, copy.timeout) == (
+        rq_push.RQ_FUNCTION,
+        [later.id],
+        30,
+    )
+    assert copy.description == f"{tasks.add.module_path} {later.id}"
+    assert copy.enqueued_at >= fetch_rq_job(redis_server, f"{first.id}-0").enqueued_at
+    queued = client.lrange("rq:queue:default", 0, -1)
+    assert queued == [f"{r.id}-0".encode() for r in (first, later)]
+    assert client.smembers("rq:queues") == {b"rq:queue:default"}

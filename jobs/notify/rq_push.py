@@ -11,6 +11,8 @@ from rq import Queue
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQJobStatus
 from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now
+from rq.utils import utcformat
 
 from .. import conf
 from ..conf import rq_queue_names
@@ -134,37 +136,49 @@ def enqueue_at(pipe, queue, job, timeout):
     )
 
 
+# The hash RQ saved for the first RQ job this process pushed to each RQ queue
+# (with the settings the hash holds): the later ones are copies of it.
+templates = {}
+
+
 def enqueue_many(pipe, queue, groups):
     """Queue one RQ job per list of `groups` (jobs due now) on one RQ queue.
 
-    RQ enqueues the first itself. The others are copies of the hash it
-    saved, with their own id, arguments, description and timeout, and join
-    the queue in one RPUSH, in order: RQ's own enqueue costs a Job object
-    and four commands per job, three quarters of a bulk push. A copy leaves
-    out the fields RQ saves empty and keeps its arguments uncompressed, as
-    `Job.restore` reads both.
+    The first RQ job a process pushes to an RQ queue, RQ enqueues itself.
+    Every later one is a copy of the hash it saved, with its own id,
+    arguments, description, timeout and times, and they join the queue in
+    one RPUSH, in order: RQ's own enqueue costs a Job object and four
+    commands per RQ job, most of a push's time. A copy leaves out the fields
+    RQ saves empty and keeps its arguments uncompressed, as `Job.restore`
+    reads both.
     """
-    first, *rest = groups
-    model = queue.enqueue_call(
-        RQ_FUNCTION,
-        args=rq_arguments(first),
-        timeout=rq_timeout(first[0]),
-        **rq_options(first, pipe),
-    )
-    carried = {str(job.pk): model.id for job in first[1:]}
-    if rest:
-        template = {k: v for k, v in model.to_dict().items() if v != ""}
-        dumps, func_name = model.serializer.dumps, model.func_name
+    key = (queue.name, conf.get("JOB_RQ_RESULT_TTL"))
+    carried = {}
+    if key not in templates:
+        first, *groups = groups
+        model = queue.enqueue_call(
+            RQ_FUNCTION,
+            args=rq_arguments(first),
+            timeout=rq_timeout(first[0]),
+            **rq_options(first, pipe),
+        )
+        carried.update((str(job.pk), model.id) for job in first[1:])
+        templates[key] = {k: v for k, v in model.to_dict().items() if v != ""}
+    if groups:
+        template = dict(templates[key])  # pushes may run in several threads
+        template["created_at"] = template["enqueued_at"] = utcformat(rq_now())
         ids = []
-        for group in rest:
+        for group in groups:
             rq_id = rq_job_id(group[0])
             ids.append(rq_id)
-            template["data"] = dumps((func_name, None, rq_arguments(group), {}))
+            data = (RQ_FUNCTION, None, rq_arguments(group), {})
+            template["data"] = JSONSerializer.dumps(data)
             template["description"] = rq_description(group)
             template["timeout"] = rq_timeout(group[0])
             pipe.hset(RQJob.key_for(rq_id), mapping=template)  # copies the mapping
             carried.update((str(job.pk), rq_id) for job in group[1:])
         pipe.rpush(queue.key, *ids)
+        pipe.sadd(queue.redis_queues_keys, queue.key)  # as RQ's enqueue does
     if carried:
         pipe.hset(BATCHED, mapping=carried)
 
