@@ -164,7 +164,7 @@ class JobsWorker(JobsWorkerMixin, Worker):
         return super().main_work_horse(job, queue)
 
     def perform_job(self, job, queue):
-        if not self._is_horse:  # the worker: its kept horse runs the tasks
+        if not self.is_horse:  # the worker: its kept horse runs the tasks
             with no_alarm(self):  # the horse has the soft limit, we the hard
                 return super().perform_job(job, queue)
         try:
