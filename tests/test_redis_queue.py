@@ -296,3 +296,25 @@ def test_push__a_later_rq_job_is_rqs_first_hash_with_its_own_job_fields(
     queued = client.lrange("rq:queue:default", 0, -1)
     assert queued == [f"{r.id}-0".encode() for r in (first, later)]
     assert client.smembers("rq:queues") == {b"rq:queue:default"}
+
+
+def test_push__copies_and_rqs_own_enqueue_share_one_pipeline(
+    settings, redis_server, monkeypatch
+):
+    monkeypatch.setattr(rq_push, "templates", {})  # as in a new process
+    settings.REDIS_URL = ""  # enqueued without a push
+    seen = tasks.record_run.enqueue("a queue seen before")
+    copied = tasks.record_run.enqueue("copied")
+    first_of_its_queue = tasks.record_on_other_queue.enqueue("RQ's own")
+    rows = {str(job.pk): job for job in Job.objects.all()}
+    settings.REDIS_URL = redis_server.url
+    assert rq_push.push([rows[seen.id]]) == 1
+
+    # A copy for "default", then RQ's own enqueue for "other", in one push.
+    assert rq_push.push([rows[copied.id], rows[first_of_its_queue.id]]) == 2
+
+    client = redis_server.client()
+    assert client.llen("rq:queue:default") == 2
+    assert client.lrange("rq:queue:other", 0, -1) == [
+        f"{first_of_its_queue.id}-0".encode()
+    ]

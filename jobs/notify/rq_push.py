@@ -78,6 +78,9 @@ def push(jobs):
     queues, due = {}, {}  # made once per push, not once per job
     try:
         with link.client.pipeline() as pipe:
+            # One transaction, begun before any command: RQ's enqueue begins
+            # it unless it is, and cannot once a copy's commands are queued.
+            pipe.multi()
             for job in jobs:
                 name = rq_queue_name(job.queue_name, job.priority)
                 if name not in queues:
