@@ -7,14 +7,17 @@ SIGTERM lets the job in hand finish.
 import os
 import signal
 import time
+from contextlib import suppress
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 
 from jobs.models import Job, JobStatus, WorkerProcess
 from jobs.notify import pusher, rq_push
+from jobs.rqworker import queues
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -286,3 +289,30 @@ def test_forking_rqworker__after_a_horse_dies_the_next_job_gets_a_new_one(
     )
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0, worker.output()[-3000:]
+
+
+def test_sigterm_swallowed_where_it_lands_while_idle__the_worker_still_stops(
+    redis_dispatch, monkeypatch
+):
+    result = tasks.add.enqueue(2, 3)
+    assert pusher.pusher.flush(timeout=10)
+    record = queues.record_unrecorded
+
+    def record_then_sigterm_into_code_that_swallows_it():
+        record()
+        # As a log handler's `handleError` swallows what lands in it.
+        with suppress(Exception):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(
+        queues, "record_unrecorded", record_then_sigterm_into_code_that_swallows_it
+    )
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # Not --burst: only the SIGTERM ends it.
+        call_command("rqworker", "default", "--worker-class", SIMPLE, verbosity=0)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+    assert status_of(result) == JobStatus.SUCCESSFUL

@@ -16,7 +16,7 @@ from ..notify import link, rq_push
 from .job import worker_id
 from .maintainer import Maintainer
 from .outages import RedisOutageMixin
-from .queues import recording, with_bands
+from .queues import recording, stop_requested, with_bands
 from .timeouts import JobsDeathPenalty
 from .unrecorded import record_unrecorded, unrecorded
 
@@ -44,6 +44,14 @@ class JobsWorkerMixin(RedisOutageMixin):
     # again within this many seconds.
     scheduler_check_every = 5.0
     scheduler_checked = float("-inf")
+
+    def request_stop(self, signum, frame):
+        # RQ stops an idle worker by raising StopRequested wherever the
+        # signal lands: code there that swallows exceptions (a log handler's
+        # `handleError`) lost it, and the worker waited for jobs on. The flag
+        # stays set: the dequeue raises it again before it waits.
+        stop_requested.set()
+        super().request_stop(signum, frame)
 
     def heartbeat(self, timeout=None, pipeline=None):
         if timeout is None and pipeline is None:
@@ -116,6 +124,7 @@ class JobsWorkerMixin(RedisOutageMixin):
         # horse never uses it (it makes its own, `main_work_horse`), nor does
         # RQ's scheduler process.
         conf.check_database()
+        stop_requested.clear()  # a worker before it in this process stopped
         worker_id()  # named before the work horses fork, so they share it
         # Delayed jobs and retries are pushed with `enqueue_at`: RQ's scheduler
         # moves them to their queue when due.

@@ -1,14 +1,19 @@
 """Our RQ queues: priority bands, JSON only, and a dequeue that records
 unrecorded successes before it waits."""
 
+import threading
 from functools import cache
 
+from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 from rq.utils import get_version
 
 from ..conf import BAND_SUFFIXES, rq_queue_names
 from .timeouts import JobsDeathPenalty
 from .unrecorded import record_unrecorded, unrecorded
+
+# Set once the worker is asked to stop (`JobsWorkerMixin.request_stop`).
+stop_requested = threading.Event()
 
 
 def with_bands(queues):
@@ -47,14 +52,22 @@ def recording(queue_class):
         @classmethod
         def dequeue_any(cls, queues, timeout, *args, **kwargs):
             if timeout is None or not unrecorded.outcomes:
-                return super().dequeue_any(queues, timeout, *args, **kwargs)
+                return cls.wait_any(queues, timeout, *args, **kwargs)
             found = None
             try:
                 found = super().dequeue_any(queues, None, *args, **kwargs)
             finally:
                 if found is None:  # nothing waiting, or Redis is down
                     record_unrecorded()
-            return found or super().dequeue_any(queues, timeout, *args, **kwargs)
+            return found or cls.wait_any(queues, timeout, *args, **kwargs)
+
+        @classmethod
+        def wait_any(cls, queues, timeout, *args, **kwargs):
+            # A worker asked to stop never starts waiting for a job, even if
+            # the StopRequested that RQ raised was swallowed where it landed.
+            if timeout is not None and stop_requested.is_set():
+                raise StopRequested()
+            return super().dequeue_any(queues, timeout, *args, **kwargs)
 
         @classmethod
         def lpop(cls, queue_keys, timeout, connection=None):

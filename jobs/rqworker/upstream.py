@@ -84,6 +84,11 @@ OVERRIDES = {
         " -> 'tuple[Job, Queue] | None'",
         "Wait for Redis also when RQ marks the worker idle before the dequeue.",
     ),
+    "BaseWorker.request_stop": Override(
+        "(self, signum, frame)",
+        "Remember the request, so that a StopRequested swallowed where the "
+        "signal landed (a log handler) still stops an idle worker.",
+    ),
     "BaseWorker.handle_warm_shutdown_request": Override(
         "(self)",
         "On SIGTERM, tell the work horse to start no further job of its batch "
