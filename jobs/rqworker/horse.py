@@ -272,12 +272,7 @@ def run(hand_over):
         return hand_over.run_jobs()
     finally:
         pusher.flush(timeout=5)
-        tidy_connections()
-
-
-def tidy_connections():
-    """Drop broken or expired database connections between hand-overs."""
-    close_old_connections()
+        close_old_connections()  # broken or expired ones, between hand-overs
 
 
 class Report:
