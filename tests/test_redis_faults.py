@@ -18,7 +18,7 @@ from jobs.notify import pusher, rq_push
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import drain_rq, status_of, wait_for
+from .helpers import FORKING, drain_rq, status_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -118,6 +118,27 @@ def test_rq_job_ended_without_running_its_row__row_is_pushed_again(
     drain_rq("default")
     assert all_succeeded([ended, queued])
     assert Run.objects.filter(key="rq-job-failed").count() == 1
+
+
+def test_rq_job_whose_hash_is_gone__the_row_claimed_at_its_pop_is_given_back(
+    redis_dispatch, redis_server
+):
+    gone = tasks.record_run.enqueue("hash-gone")
+    assert pusher.pusher.flush(timeout=10)
+    client = redis_server.client()
+    # Evicted, say: the RQ job's id is queued, its hash is not there.
+    client.delete(RQJob.key_for(f"{gone.id}-0"))
+
+    drain_rq("default", worker_class=FORKING)
+    assert pusher.pusher.flush(timeout=10)
+    drain_rq("default", worker_class=FORKING)  # if pushed after the first ended
+
+    # The forking worker claimed the row as it popped the id; RQ found no
+    # hash and popped again, and the row went back uncharged and was pushed
+    # again: it ran once, on its first attempt.
+    job = Job.objects.get(pk=gone.id)
+    assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
+    assert Run.objects.filter(key="hash-gone").count() == 1
 
 
 def test_kill_9_of_worker_and_work_horse__job_rescued_on_another_worker(

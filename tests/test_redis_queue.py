@@ -9,6 +9,7 @@ round trips they make: `test_rqworker_round_trips.py`.
 import signal
 import subprocess
 import sys
+import uuid
 from contextlib import contextmanager
 
 import pytest
@@ -318,3 +319,20 @@ def test_push__copies_and_rqs_own_enqueue_share_one_pipeline(
     assert client.lrange("rq:queue:other", 0, -1) == [
         f"{first_of_its_queue.id}-0".encode()
     ]
+
+
+def test_rq_job_id__names_its_first_row_and_no_other_id_does():
+    row = "0703ed80-7f3e-40e3-bc40-20ab94528b67"
+    assert rq_push.first_row_of(f"{row}-0") == row
+    assert rq_push.first_row_of(f"{row}-12") == row
+    others = [
+        str(uuid.uuid4()),  # RQ's own ids
+        row,
+        f"{row}-x",
+        f"{row.replace('-', '')}-0",
+        f"{{{row}}}-0",
+        f"{row.upper()}-0",
+        "-0",
+        "",
+    ]
+    assert [rq_push.first_row_of(other) for other in others] == [None] * len(others)

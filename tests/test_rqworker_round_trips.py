@@ -25,7 +25,7 @@ from jobs.notify import pusher
 from jobs.rqworker.workers import JobsSimpleWorker, JobsWorker
 from tests.testapp import tasks
 
-from .helpers import calls, drain_rq
+from .helpers import FORKING, calls, drain_rq
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -193,3 +193,26 @@ def test_rqworker__takes_each_job_from_the_first_band_holding_one_in_one_pop(
     assert [queue.name for _, queue in taken[:3]] == [q.name for q in bands]
     assert taken[3] is None
     assert calls(client, "lpop", "lmpop") == [lpop, lmpop + 4]
+
+
+def test_forking_rqworker__claims_an_rq_jobs_first_row_as_it_pops_it(
+    redis_dispatch, monkeypatch
+):
+    result = tasks.add.enqueue(2, 3)
+    # What the row's status was each time RQ fetched an RQ job's hash.
+    seen = []
+    fetch = RQJob.fetch.__func__
+
+    def fetch_seeing(cls, job_id, *args, **kwargs):
+        seen.append(Job.objects.get(pk=result.id).status)
+        return fetch(cls, job_id, *args, **kwargs)
+
+    monkeypatch.setattr(RQJob, "fetch", classmethod(fetch_seeing))
+
+    drain_rq("default", worker_class=FORKING)
+
+    # Claimed before RQ fetched its RQ job: the fetch and RQ's renewal of
+    # the worker's key no longer stand between the pop and the claim.
+    assert seen[0] == JobStatus.RUNNING
+    job = Job.objects.get(pk=result.id)
+    assert (job.status, job.return_value, job.attempts) == (JobStatus.SUCCESSFUL, 5, 1)

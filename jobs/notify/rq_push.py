@@ -4,6 +4,7 @@ READY rows whose RQ job Redis lost."""
 import logging
 import math
 from datetime import timedelta
+from uuid import UUID
 
 import redis
 from django.utils import timezone
@@ -33,6 +34,17 @@ def rq_queue_name(queue_name, priority):
 def rq_job_id(job):
     """Name the RQ job of one attempt, so a retry is a new RQ job."""
     return f"{job.pk}-{job.attempts}"
+
+
+def first_row_of(rq_id):
+    """Return the id of the row the RQ job `rq_id` names (`rq_job_id`: a
+    batch is named for its first row), or None if it names none."""
+    row, _, attempts = rq_id.rpartition("-")
+    try:
+        named = attempts.isdigit() and str(UUID(row)) == row
+    except ValueError:
+        return None
+    return row if named else None
 
 
 # Rows that ride in a batch: row id -> the id of the RQ job that carries

@@ -14,6 +14,7 @@ from ..notify import rq_push
 from ..notify.pusher import pusher
 from . import handover
 from .base import JobsWorkerMixin
+from .claim_at_pop import claims
 from .handover import HandOver
 from .horse import Horse, leave_the_worker
 from .job import claim_all, job_id_list, skip
@@ -25,9 +26,10 @@ class JobsWorker(JobsWorkerMixin, Worker):
     RQ jobs (`horse`), so a task that crashes its process cannot take the
     worker down.
 
-    The worker claims an RQ job's rows, hands them to the horse, does RQ's
-    bookkeeping while the horse runs them, and records their successes (see
-    `HandOver`); the horse never uses the worker's database connections.
+    The worker claims an RQ job's rows (the first as it pops the RQ job,
+    `claim_at_pop`), hands them to the horse, does RQ's bookkeeping while
+    the horse runs them, and records their successes (see `HandOver`); the
+    horse never uses the worker's database connections.
     An RQ job whose rows it could not claim (or not ours) goes to a horse of
     RQ's own, forked for it, which decides about each.
     """
@@ -41,7 +43,8 @@ class JobsWorker(JobsWorkerMixin, Worker):
         # RQ reads its own field for that; Redis is told after the claim, so
         # the jobs do not wait for a round trip to start.
         self._state = WorkerStatus.BUSY
-        claimed = self.claim(job_ids) if job_ids else []
+        at_pop = claims.take(job.id, job_ids)
+        claimed = self.claim(job_ids, at_pop) if job_ids else []
         self.set_state(WorkerStatus.BUSY)
         if not claimed:  # not claimable, or not ours: the horse decides
             return super().execute_job(job, queue)
@@ -88,16 +91,21 @@ class JobsWorker(JobsWorkerMixin, Worker):
             self.maintain_heartbeats(job)
 
     def work(self, *args, **kwargs):
+        claims.worker = self
         try:
             return super().work(*args, **kwargs)
         finally:
+            claims.worker = None
+            claims.give_back()
             self.retire_horse()
 
-    def claim(self, job_ids):
-        """Claim the RQ job's rows; leave those of them not claimable as
-        `skip` says."""
+    def claim(self, job_ids, at_pop=None):
+        """Claim the RQ job's rows (`at_pop`: its first row's claim at the
+        pop, `claim_at_pop`); leave those of them not claimable as `skip`
+        says."""
         rq_push.forget_batched(job_ids)
-        claimed = claim_all(job_ids)
+        rest = job_ids if at_pop is None else job_ids[1:]
+        claimed = [*(at_pop or []), *(claim_all(rest) if rest else [])]
         # None claimed: the horse decides about each, as for a single job.
         if claimed and len(claimed) < len(job_ids):
             taken = {str(job.pk) for job in claimed}

@@ -1,14 +1,16 @@
 """Our RQ queues: priority bands, JSON only, and a dequeue that records
-unrecorded successes before it waits."""
+unrecorded successes before it waits and claims at each pop
+(`claim_at_pop`)."""
 
 import threading
 from functools import cache
 
 from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
-from rq.utils import get_version
+from rq.utils import as_text, get_version
 
 from ..conf import BAND_SUFFIXES, rq_queue_names
+from .claim_at_pop import claims
 from .timeouts import JobsDeathPenalty
 from .unrecorded import record_unrecorded, unrecorded
 
@@ -51,6 +53,14 @@ def recording(queue_class):
     class RecordingQueue(queue_class):
         @classmethod
         def dequeue_any(cls, queues, timeout, *args, **kwargs):
+            try:
+                return cls.dequeue_recording(queues, timeout, *args, **kwargs)
+            except BaseException:  # RQ will not hand over what was popped
+                claims.give_back()
+                raise
+
+        @classmethod
+        def dequeue_recording(cls, queues, timeout, *args, **kwargs):
             if timeout is None or not unrecorded.outcomes:
                 return cls.wait_any(queues, timeout, *args, **kwargs)
             found = None
@@ -71,6 +81,14 @@ def recording(queue_class):
 
         @classmethod
         def lpop(cls, queue_keys, timeout, connection=None):
+            claims.before_pop()
+            popped = cls.pop_first(queue_keys, timeout, connection)
+            if popped is not None:
+                claims.popped(as_text(popped[1]))
+            return popped
+
+        @classmethod
+        def pop_first(cls, queue_keys, timeout, connection):
             # Without waiting, RQ pops each band in turn: a round trip per
             # empty band before the job, on every job. LMPOP pops the first
             # band holding one in one.

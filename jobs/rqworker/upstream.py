@@ -138,12 +138,15 @@ OVERRIDES = {
         "serializer: 'Serializer | str | None' = None, "
         "death_penalty_class: 'type[BaseDeathPenalty] | None' = None)"
         " -> 'tuple[Job, Queue] | None'",
-        "Record unrecorded successes before the worker waits for a job.",
+        "Record unrecorded successes before the worker waits for a job; give "
+        "back a row claimed at a pop that RQ fails to hand over (it calls "
+        "`lpop`, then fetches the RQ job, popping again if its hash is gone).",
     ),
     "Queue.lpop": Override(
         "(queue_keys: 'Sequence[str]', timeout: 'int | None', "
         "connection: 'Redis | None' = None)",
-        "Pop the first band holding a job in one LMPOP, not one LPOP a band.",
+        "Pop the first band holding a job in one LMPOP, not one LPOP a band; "
+        "claim the popped RQ job's first row at once (`claim_at_pop`).",
     ),
     "UnixSignalDeathPenalty.handle_death_penalty": Override(
         "(self, signum, frame)",

@@ -1,0 +1,68 @@
+"""The forking worker claims an RQ job's first row as soon as it pops it.
+
+After the pop, RQ fetches the RQ job's hash and renews the worker's key
+before it hands the job over: round trips that an idle worker's next job
+waited for before its claim began. Our RQ job ids name their first row
+(`rq_push.rq_job_id`), so the worker claims that row at the pop, and the
+rest of a batch once RQ has fetched it (`JobsWorker.claim`).
+
+A row claimed at a pop and not handed to the worker with its RQ job (the
+RQ job's hash was gone, it carries other rows, RQ failed before handing
+it over, the worker stopped) is given back at once, its attempt not
+counted (`transitions.release`, which pushes it again).
+"""
+
+from rq.worker import WorkerStatus
+
+from ..core import transitions
+from ..notify.rq_push import first_row_of
+from .job import claim_all
+
+
+class ClaimAtPop:
+    """The rows claimed at the last pop, until the worker takes them."""
+
+    def __init__(self):
+        self.worker = None  # the forking worker that claims at its pops
+        self.rq_id = None
+        self.jobs = []
+
+    def before_pop(self):
+        """Give back what the last pop claimed: RQ pops again without
+        having handed it over."""
+        if self.rq_id is None:
+            return
+        jobs, self.rq_id, self.jobs = self.jobs, None, []
+        if self.worker is not None:
+            self.worker._state = WorkerStatus.IDLE  # it waits again
+        transitions.release(jobs)
+
+    def popped(self, rq_id):
+        """Claim the first row the RQ job `rq_id` names, if it names one."""
+        row = first_row_of(rq_id) if self.worker is not None else None
+        if row is None:
+            return
+        # Busy before the claim, as `JobsWorker.execute_job` marks itself.
+        self.worker._state = WorkerStatus.BUSY
+        self.rq_id, self.jobs = rq_id, claim_all([row])
+
+    def take(self, rq_id, job_ids):
+        """Return the rows claimed at the pop of the RQ job `rq_id`, which
+        carries `job_ids` (None if it claimed none for it: give back what
+        it claimed for another)."""
+        if self.rq_id is None:
+            return None
+        mine = self.rq_id == rq_id and job_ids is not None
+        jobs, self.rq_id, self.jobs = self.jobs, None, []
+        if mine and all(str(job.pk) == job_ids[0] for job in jobs):
+            return jobs
+        transitions.release(jobs)
+        return None
+
+    def give_back(self):
+        """Give back what the last pop claimed (RQ failed, or the worker
+        stops)."""
+        self.before_pop()
+
+
+claims = ClaimAtPop()
