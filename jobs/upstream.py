@@ -8,6 +8,9 @@ The RQ methods our worker classes override are listed beside them, in
 
 import ctypes
 
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
+
 # CPython 3.13: PyThreadState_SetAsyncExc(unsigned long thread id, exception)
 # raises `exception` in that thread at its next bytecode; None withdraws one
 # not yet delivered. The C API is documented; ctypes reaches it.
@@ -52,3 +55,23 @@ def database_errors(connection):
 # Django 6.1: `TaskResult` is a frozen dataclass that keeps the task's return
 # value in the field `_return_value`, read through `return_value`.
 RETURN_VALUE_FIELD = "_return_value"
+
+
+def loaded_instance(model, alias, attnames, values):
+    """Return `model`'s instance of a row as `Model.from_db` makes it from
+    every concrete field's value in order, or None if another app listens
+    to that model's `pre_init` or `post_init` (then only `from_db` will do).
+
+    Django 6.1: for such values `Model.__init__` sets each attname and a
+    fresh `_state` (`ModelState`, undocumented), and `from_db` marks it
+    loaded from `alias`; the per-field work of `__init__` is most of what a
+    claimed job's instance costs the worker.
+    """
+    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return None
+    instance = model.__new__(model)
+    instance.__dict__.update(zip(attnames, values, strict=True))
+    instance._state = state = ModelState()
+    state.adding = False
+    state.db = alias
+    return instance

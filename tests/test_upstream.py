@@ -8,11 +8,13 @@ from dataclasses import fields
 import pytest
 from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.signals import post_init
 from django.tasks import TaskResult
 from django.test.utils import CaptureQueriesContext
 
 from jobs import upstream
 from jobs.core import hot_path, postgres
+from jobs.models import Job
 
 from .helpers import make_job
 
@@ -108,3 +110,33 @@ def test_django__wraps_errors_of_the_raw_connection(postgres_only):
     connection.ensure_connection()
     with pytest.raises(DatabaseError), upstream.database_errors(connection):
         connection.connection.execute("SELECT no_such_column FROM jobs_job")
+
+
+@pytest.mark.django_db
+def test_loaded_instance__is_the_instance_from_db_makes(django_assert_num_queries):
+    job = make_job(args=[1, "a"], kwargs={"k": None}, worker_ids=["w"])
+    fields = Job._meta.concrete_fields
+    attnames = [field.attname for field in fields]
+    row = [getattr(job, name) for name in attnames]
+
+    ours = upstream.loaded_instance(Job, "default", attnames, row)
+    django = Job.from_db("default", attnames, row)
+
+    state = {k: v for k, v in vars(django).items() if k != "_state"}
+    assert {k: v for k, v in vars(ours).items() if k != "_state"} == state
+    loaded = {"adding": False, "db": "default"}
+    assert vars(ours._state) == vars(django._state) == loaded
+    with django_assert_num_queries(0):  # every field loaded, none deferred
+        assert ours.get_deferred_fields() == set()
+        assert (ours.pk, ours.args, ours.worker_ids) == (job.pk, [1, "a"], ["w"])
+
+
+def test_loaded_instance__leaves_a_model_others_watch_being_made_to_from_db():
+    def watch(sender, instance, **kwargs):
+        pass
+
+    post_init.connect(watch, sender=Job)
+    try:
+        assert upstream.loaded_instance(Job, "default", ["id"], [None]) is None
+    finally:
+        post_init.disconnect(watch, sender=Job)

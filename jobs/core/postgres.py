@@ -7,6 +7,7 @@ import logging
 import sys
 import uuid
 import weakref
+from functools import cache
 
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
@@ -16,7 +17,7 @@ from django.db.models import JSONField
 
 from .. import conf
 from ..models import Job
-from ..upstream import database_errors, django_cursor
+from ..upstream import database_errors, django_cursor, loaded_instance
 
 logger = logging.getLogger("jobs.postgres")
 
@@ -139,21 +140,54 @@ def pooler_renames_statements(raw):
 
 
 def jobs_from(rows, connection):
-    """Build jobs from rows of every concrete field in order, as the ORM would."""
-    fields = Job._meta.concrete_fields
-    attnames = [field.attname for field in fields]
-    convert = [
-        (i, field.from_db_value)
-        for i, field in enumerate(fields)
-        if hasattr(field, "from_db_value")
-    ]
+    """Build jobs from rows of every concrete field in order, as the ORM would.
+
+    jsonb arrives as text, and most jobs' arguments, errors and results are
+    empty: those are built without the JSON parser.
+    """
+    attnames, json_columns, converted = row_plan()
+    alias = connection.alias
     jobs = []
     for row in rows:
         row = list(row)
-        for i, from_db_value in convert:
+        for i in json_columns:
+            row[i] = json_value(row[i])
+        for i, from_db_value in converted:
             row[i] = from_db_value(row[i], None, connection)
-        jobs.append(Job.from_db(connection.alias, attnames, row))
+        job = loaded_instance(Job, alias, attnames, row)
+        jobs.append(job or Job.from_db(alias, attnames, row))
     return jobs
+
+
+@cache
+def row_plan():
+    """The job's attribute names, the columns holding plain JSON, and the
+    other columns that convert their values (with what), in row order."""
+    fields = Job._meta.concrete_fields
+    attnames = [field.attname for field in fields]
+    plain = [i for i, field in enumerate(fields) if plain_json(field)]
+    converted = [
+        (i, field.from_db_value)
+        for i, field in enumerate(fields)
+        if hasattr(field, "from_db_value") and i not in plain
+    ]
+    return attnames, plain, converted
+
+
+def json_value(text):
+    """The value of a jsonb column's text (None: SQL NULL)."""
+    if text is None:
+        return None
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    return json.loads(text)
+
+
+def plain_json(field):
+    """Say whether `field` is a JSONField whose value is its text, parsed."""
+    return is_json(field) and field.decoder is None
 
 
 def is_json(field):
