@@ -9,7 +9,6 @@ The RQ methods our worker classes override are listed beside them, in
 import ctypes
 
 from django.db.models.base import ModelState
-from django.db.models.signals import post_init, pre_init
 
 # CPython 3.13: PyThreadState_SetAsyncExc(unsigned long thread id, exception)
 # raises `exception` in that thread at its next bytecode; None withdraws one
@@ -57,21 +56,21 @@ def database_errors(connection):
 RETURN_VALUE_FIELD = "_return_value"
 
 
-def loaded_instance(model, alias, attnames, values):
-    """Return `model`'s instance of a row as `Model.from_db` makes it from
-    every concrete field's value in order, or None if another app listens
-    to that model's `pre_init` or `post_init` (then only `from_db` will do).
+def model_instance(model, values, alias=None):
+    """Return an instance of `model` whose `__dict__` is `values` (every
+    concrete field's value by attname), built as the ORM builds a row it
+    reads but without `Model.__init__` and its pre_init and post_init
+    signals: loaded from `alias`, or new (unsaved) when `alias` is None.
 
-    Django 6.1: for such values `Model.__init__` sets each attname and a
-    fresh `_state` (`ModelState`, undocumented), and `from_db` marks it
-    loaded from `alias`; the per-field work of `__init__` is most of what a
-    claimed job's instance costs the worker.
+    Django 6.1: `Model.__init__` sets each attname and a fresh `_state`
+    (`ModelState`, undocumented), and `Model.from_db` marks it loaded; its
+    per-field work is most of what a job's instance costs an enqueue or a
+    claim.
     """
-    if pre_init.has_listeners(model) or post_init.has_listeners(model):
-        return None
     instance = model.__new__(model)
-    instance.__dict__.update(zip(attnames, values, strict=True))
-    instance._state = state = ModelState()
-    state.adding = False
-    state.db = alias
+    values["_state"] = state = ModelState()
+    if alias is not None:
+        state.adding = False
+        state.db = alias
+    instance.__dict__ = values
     return instance

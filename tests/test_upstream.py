@@ -8,7 +8,6 @@ from dataclasses import fields
 import pytest
 from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models.signals import post_init
 from django.tasks import TaskResult
 from django.test.utils import CaptureQueriesContext
 
@@ -113,13 +112,15 @@ def test_django__wraps_errors_of_the_raw_connection(postgres_only):
 
 
 @pytest.mark.django_db
-def test_loaded_instance__is_the_instance_from_db_makes(django_assert_num_queries):
+def test_model_instance__loaded_is_the_instance_from_db_makes(
+    django_assert_num_queries,
+):
     job = make_job(args=[1, "a"], kwargs={"k": None}, worker_ids=["w"])
-    fields = Job._meta.concrete_fields
-    attnames = [field.attname for field in fields]
+    attnames = [field.attname for field in Job._meta.concrete_fields]
     row = [getattr(job, name) for name in attnames]
+    values = dict(zip(attnames, row, strict=True))
 
-    ours = upstream.loaded_instance(Job, "default", attnames, row)
+    ours = upstream.model_instance(Job, values, "default")
     django = Job.from_db("default", attnames, row)
 
     state = {k: v for k, v in vars(django).items() if k != "_state"}
@@ -131,12 +132,14 @@ def test_loaded_instance__is_the_instance_from_db_makes(django_assert_num_querie
         assert (ours.pk, ours.args, ours.worker_ids) == (job.pk, [1, "a"], ["w"])
 
 
-def test_loaded_instance__leaves_a_model_others_watch_being_made_to_from_db():
-    def watch(sender, instance, **kwargs):
-        pass
+def test_model_instance__new_is_the_instance_the_constructor_makes():
+    values = {field.attname: None for field in Job._meta.concrete_fields}
+    values |= {"task_path": "t", "args": [], "kwargs": {}}
 
-    post_init.connect(watch, sender=Job)
-    try:
-        assert upstream.loaded_instance(Job, "default", ["id"], [None]) is None
-    finally:
-        post_init.disconnect(watch, sender=Job)
+    ours = upstream.model_instance(Job, dict(values))
+    django = Job(**values)
+
+    state = {k: v for k, v in vars(django).items() if k != "_state"}
+    assert {k: v for k, v in vars(ours).items() if k != "_state"} == state
+    assert ours._state.adding and django._state.adding
+    assert ours._state.db is None and django._state.db is None

@@ -17,7 +17,7 @@ from django.db.models import JSONField
 
 from .. import conf
 from ..models import Job
-from ..upstream import database_errors, django_cursor, loaded_instance
+from ..upstream import database_errors, django_cursor, model_instance
 
 logger = logging.getLogger("jobs.postgres")
 
@@ -140,7 +140,8 @@ def pooler_renames_statements(raw):
 
 
 def jobs_from(rows, connection):
-    """Build jobs from rows of every concrete field in order, as the ORM would.
+    """Build jobs from rows of every concrete field in order, as the ORM would
+    (`model_instance`).
 
     jsonb arrives as text, and most jobs' arguments, errors and results are
     empty: those are built without the JSON parser.
@@ -154,8 +155,8 @@ def jobs_from(rows, connection):
             row[i] = json_value(row[i])
         for i, from_db_value in converted:
             row[i] = from_db_value(row[i], None, connection)
-        job = loaded_instance(Job, alias, attnames, row)
-        jobs.append(job or Job.from_db(alias, attnames, row))
+        values = dict(zip(attnames, row, strict=True))
+        jobs.append(model_instance(Job, values, alias))
     return jobs
 
 
