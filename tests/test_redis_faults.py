@@ -10,7 +10,9 @@ import pytest
 import redis.connection
 from django.db import transaction
 from django.utils import timezone
+from rq import Queue
 from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
 
 from jobs.maintenance import redispatch
 from jobs.models import Job, JobStatus
@@ -139,6 +141,30 @@ def test_rq_job_whose_hash_is_gone__the_row_claimed_at_its_pop_is_given_back(
     job = Job.objects.get(pk=gone.id)
     assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
     assert Run.objects.filter(key="hash-gone").count() == 1
+
+
+def test_rq_job_not_ours_named_like_a_row__that_row_is_given_back_uncharged(
+    redis_dispatch, redis_server
+):
+    row = tasks.record_run.enqueue("named-after")
+    assert pusher.pusher.flush(timeout=10)
+    client = redis_server.client()
+    client.delete("rq:queue:default")  # only the stranger below is queued
+    # Somebody else's RQ job, whose id reads like ours for that row.
+    stranger = Queue("default", connection=client, serializer=JSONSerializer)
+    stranger.enqueue_call("os.getcwd", job_id=f"{row.id}-7")
+
+    drain_rq("default", worker_class=FORKING)
+    assert pusher.pusher.flush(timeout=10)
+    drain_rq("default", worker_class=FORKING)  # if pushed after the first ended
+
+    # The worker claimed the row as it popped the stranger's id, found the RQ
+    # job not ours, and gave the row back uncharged, pushed again: the
+    # stranger ran as RQ runs it, and the row once, on its first attempt.
+    assert RQJob.fetch(f"{row.id}-7", connection=client).get_status() == "finished"
+    job = Job.objects.get(pk=row.id)
+    assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
+    assert Run.objects.filter(key="named-after").count() == 1
 
 
 def test_kill_9_of_worker_and_work_horse__job_rescued_on_another_worker(
