@@ -122,6 +122,20 @@ def test_rq_job_ended_without_running_its_row__row_is_pushed_again(
     assert Run.objects.filter(key="rq-job-failed").count() == 1
 
 
+def drain_given_back():
+    """Drain with the forking worker, and again once what it gave back is
+    pushed (it may be pushed after the first drain ended)."""
+    drain_rq("default", worker_class=FORKING)
+    assert pusher.pusher.flush(timeout=10)
+    drain_rq("default", worker_class=FORKING)
+
+
+def runs_and_attempts(result, key):
+    """The job's status and attempts, and how many times its task ran."""
+    job = Job.objects.get(pk=result.id)
+    return job.status, job.attempts, Run.objects.filter(key=key).count()
+
+
 def test_rq_job_whose_hash_is_gone__the_row_claimed_at_its_pop_is_given_back(
     redis_dispatch, redis_server
 ):
@@ -131,16 +145,12 @@ def test_rq_job_whose_hash_is_gone__the_row_claimed_at_its_pop_is_given_back(
     # Evicted, say: the RQ job's id is queued, its hash is not there.
     client.delete(RQJob.key_for(f"{gone.id}-0"))
 
-    drain_rq("default", worker_class=FORKING)
-    assert pusher.pusher.flush(timeout=10)
-    drain_rq("default", worker_class=FORKING)  # if pushed after the first ended
+    drain_given_back()
 
     # The forking worker claimed the row as it popped the id; RQ found no
     # hash and popped again, and the row went back uncharged and was pushed
     # again: it ran once, on its first attempt.
-    job = Job.objects.get(pk=gone.id)
-    assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
-    assert Run.objects.filter(key="hash-gone").count() == 1
+    assert runs_and_attempts(gone, "hash-gone") == (JobStatus.SUCCESSFUL, 1, 1)
 
 
 def test_rq_job_not_ours_named_like_a_row__that_row_is_given_back_uncharged(
@@ -154,17 +164,13 @@ def test_rq_job_not_ours_named_like_a_row__that_row_is_given_back_uncharged(
     stranger = Queue("default", connection=client, serializer=JSONSerializer)
     stranger.enqueue_call("os.getcwd", job_id=f"{row.id}-7")
 
-    drain_rq("default", worker_class=FORKING)
-    assert pusher.pusher.flush(timeout=10)
-    drain_rq("default", worker_class=FORKING)  # if pushed after the first ended
+    drain_given_back()
 
     # The worker claimed the row as it popped the stranger's id, found the RQ
     # job not ours, and gave the row back uncharged, pushed again: the
     # stranger ran as RQ runs it, and the row once, on its first attempt.
     assert RQJob.fetch(f"{row.id}-7", connection=client).get_status() == "finished"
-    job = Job.objects.get(pk=row.id)
-    assert (job.status, job.attempts) == (JobStatus.SUCCESSFUL, 1)
-    assert Run.objects.filter(key="named-after").count() == 1
+    assert runs_and_attempts(row, "named-after") == (JobStatus.SUCCESSFUL, 1, 1)
 
 
 def test_kill_9_of_worker_and_work_horse__job_rescued_on_another_worker(
