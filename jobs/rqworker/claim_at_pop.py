@@ -27,9 +27,9 @@ class ClaimAtPop:
         self.rq_id = None
         self.jobs = []
 
-    def before_pop(self):
-        """Give back what the last pop claimed: RQ pops again without
-        having handed it over."""
+    def give_back(self):
+        """Give back what the last pop claimed, which RQ did not hand over:
+        it pops again, its dequeue failed, or the worker stops."""
         if self.rq_id is None:
             return
         jobs, self.rq_id, self.jobs = self.jobs, None, []
@@ -56,13 +56,8 @@ class ClaimAtPop:
         jobs, self.rq_id, self.jobs = self.jobs, None, []
         if mine and all(str(job.pk) == job_ids[0] for job in jobs):
             return jobs
-        transitions.release(jobs)
+        transitions.release(jobs)  # the worker stays busy: it runs `rq_id`
         return None
-
-    def give_back(self):
-        """Give back what the last pop claimed (RQ failed, or the worker
-        stops)."""
-        self.before_pop()
 
 
 claims = ClaimAtPop()

@@ -81,7 +81,7 @@ def recording(queue_class):
 
         @classmethod
         def lpop(cls, queue_keys, timeout, connection=None):
-            claims.before_pop()
+            claims.give_back()  # RQ pops again: it did not hand that over
             popped = cls.pop_first(queue_keys, timeout, connection)
             if popped is not None:
                 claims.popped(as_text(popped[1]))
