@@ -25,9 +25,10 @@ def raise_in_thread(thread_id, exception_class):
     )
 
 
-def django_cursor(connection, raw_cursor_class):
-    """Return a Django cursor of `connection` around a raw DB-API cursor of
-    `raw_cursor_class`, as `connection.cursor()` builds its own.
+def django_cursor(connection, raw_cursor):
+    """Return a Django cursor of `connection` around the raw DB-API cursor
+    `raw_cursor(connection)` gives once connected, as `connection.cursor()`
+    builds its own.
 
     Django 6.1: `BaseDatabaseWrapper._cursor` runs these steps around
     `create_cursor`; errors, query logging and execute wrappers stay Django's.
@@ -35,7 +36,7 @@ def django_cursor(connection, raw_cursor_class):
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
-    cursor = raw_cursor_class(connection.connection)
+    cursor = raw_cursor(connection)
     if connection.queries_logged:
         return connection.make_debug_cursor(cursor)
     return connection.make_cursor(cursor)

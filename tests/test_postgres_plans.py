@@ -7,16 +7,17 @@ The cases here need PostgreSQL; what both forms must do is in
 """
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs.core import execution, hot_path, recording
+from jobs.core import execution, hot_path, postgres, recording
 from jobs.models import Job, JobStatus, QueuePause
 from jobs.web.admin_listing import task_paths
 
 from .helpers import CHANGELIST, make_job
+from .testapp import tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +45,45 @@ def test_claim__is_prepared_once_per_connection_unless_turned_off(
         )
         assert cursor.fetchone()[0] == (1 if prepared else 0)
     assert Job.objects.filter(status=JobStatus.RUNNING).count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_statements__share_one_psycopg_cursor_per_connection(
+    postgres_only, monkeypatch
+):
+    made = []
+    original = postgres.PreparingCursor.__init__
+
+    def counted(self, *args, **kwargs):
+        made.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(postgres.PreparingCursor, "__init__", counted)
+    connection.close()
+
+    results = [tasks.noop.enqueue() for _ in range(3)]
+    claimed = hot_path.claim(["default"], 3, "w", "w:1")
+    connection.close()  # a new connection gets a cursor of its own
+    results.append(tasks.noop.enqueue())
+
+    assert len(made) == 2
+    assert made[0].connection is not made[1].connection
+    assert len(claimed) == 3
+    assert Job.objects.filter(pk__in=[r.id for r in results]).count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_statements__run_on_after_one_of_them_failed(postgres_only):
+    job = tasks.noop.enqueue()
+    duplicate = Job.objects.get(pk=job.id)
+    duplicate._state.adding = True
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        hot_path.insert_with_sql([duplicate])
+    again = tasks.noop.enqueue()
+
+    assert Job.objects.filter(pk__in=[job.id, again.id]).count() == 2
+    assert len(hot_path.claim(["default"], 5, "w", "w:1")) == 2
 
 
 def rows_read(plan, table="jobs_job"):
