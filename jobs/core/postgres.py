@@ -34,6 +34,29 @@ class KeptCursor(ServerBindingCursor):
     def close(self):
         pass
 
+    @classmethod
+    def of(cls, connection):
+        """Return the Django `connection`'s kept cursor of this class, made
+        on first use and afresh on a new psycopg connection.
+
+        The cursors hang on the Django connection with the psycopg
+        connection they were made on. (Kept in a module-level map keyed
+        weakly by the psycopg connection, they would keep it alive: a
+        cursor holds its connection.)
+        """
+        raw = connection.connection
+        made_on, cursors = getattr(connection, KEPT, (None, None))
+        if made_on is not raw:
+            cursors = {}
+            setattr(connection, KEPT, (raw, cursors))
+        cursor = cursors.get(cls)
+        if cursor is None:
+            cursor = cursors[cls] = cls(raw)
+        return cursor
+
+
+KEPT = "jobs_kept_cursors"  # the attribute of the Django connection
+
 
 class PreparingCursor(KeptCursor):
     """A kept cursor that prepares each statement on first use.
@@ -48,34 +71,6 @@ class PreparingCursor(KeptCursor):
         return super().execute(query, params, prepare=prepare, binary=binary)
 
 
-def kept_cursor(cursor_class):
-    """Return a function giving a Django connection's kept `cursor_class`
-    cursor on its psycopg connection, made on first use.
-
-    The cursors hang on the Django connection, with the psycopg connection
-    they were made on, and are made afresh on a new one. (Kept in a
-    module-level map keyed weakly by the psycopg connection, they would
-    keep it alive: a cursor holds its connection.)
-    """
-
-    def kept(connection):
-        raw = connection.connection
-        made_on, cursors = getattr(connection, KEPT, (None, None))
-        if made_on is not raw:
-            cursors = {}
-            setattr(connection, KEPT, (raw, cursors))
-        cursor = cursors.get(cursor_class)
-        if cursor is None:
-            cursor = cursors[cursor_class] = cursor_class(raw)
-        return cursor
-
-    return kept
-
-
-KEPT = "jobs_kept_cursors"  # the attribute of the Django connection
-_kept_binding, _kept_preparing = kept_cursor(KeptCursor), kept_cursor(PreparingCursor)
-
-
 def bound_cursor(connection):
     """Return a Django cursor that sends parameters apart from the SQL.
 
@@ -88,8 +83,8 @@ def bound_cursor(connection):
     The psycopg cursor under it is the connection's kept one (`KeptCursor`).
     """
     if connection.queries_logged or not prepares(connection):
-        return django_cursor(connection, _kept_binding)
-    cursor = django_cursor(connection, _kept_preparing)
+        return django_cursor(connection, KeptCursor.of)
+    cursor = django_cursor(connection, PreparingCursor.of)
     if connection.connection.prepare_threshold is None:
         # Django turns psycopg's preparing off (None); this threshold lets
         # only statements that ask (ours) be prepared.
