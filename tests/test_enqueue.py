@@ -318,6 +318,39 @@ def test_insert_by_other_code__after_an_enqueue__still_notifies_from_the_trigger
     ]
 
 
+def trigger_calls():
+    """Calls of the NOTIFY trigger's function in this transaction so far."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(pg_stat_get_xact_function_calls("
+            "'jobs_job_notify'::regproc), 0)"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("in_background", [True, False])
+def test_enqueue__runs_no_trigger_but_rows_inserted_otherwise_do(
+    postgres_only, in_background, settings
+):
+    # The trigger costs the server a tenth of an enqueue's INSERT; ours
+    # NOTIFYs by itself or after commit, so it marks itself to skip it.
+    settings.JOB_NOTIFY_IN_BACKGROUND = in_background
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL track_functions = 'pl'")
+        tasks.add.enqueue(1, 2)
+        tasks.add.enqueue_many([((3, 4), {}), ((5, 6), {})])
+        tasks.add.using(queue_name="other", unique_key="k").enqueue(7, 8)
+        by_our_inserts = trigger_calls()
+        make_job(queue_name="other")
+        make_job(queue_name="other")
+
+        assert by_our_inserts == 0
+        assert trigger_calls() == 2
+    assert Job.objects.count() == 6
+
+
 @pytest.mark.django_db(transaction=True)
 def test_notifier__a_failed_notify_is_logged_and_later_ones_still_go_out(
     listening, caplog

@@ -510,7 +510,7 @@ def success_params(outcomes):
 def insert(jobs, batch_size=10_000, varying=None, ring_now=False):
     """INSERT new job rows in the caller's transaction, in few statements.
 
-    Return whether the INSERT's trigger NOTIFYs their queue when that
+    Return whether the INSERT NOTIFYed their queue, heard when that
     transaction commits (PostgreSQL, one job, `ring_now`, and no other
     enqueue's transaction notifying meanwhile: `RING_IF_ALONE`). When not,
     the caller rings the doorbell after commit (`doorbell.ring(jobs,
@@ -524,8 +524,11 @@ def insert(jobs, batch_size=10_000, varying=None, ring_now=False):
             insert_with_orm(jobs[start : start + batch_size])
         return False
     if len(jobs) == 1 and ring_now:
-        rows = insert_with_sql(jobs, RETURNING_RING, ring=RING_IF_ALONE)
-        return rows[0][0] == "off"
+        queue = [jobs[0].queue_name]
+        rows = insert_with_sql(
+            jobs, RETURNING_RING, ring=RING_IF_ALONE, ring_params=queue
+        )
+        return rows[0][0] == "yes"
     for start in range(0, len(jobs), batch_size):
         insert_with_sql(jobs[start : start + batch_size], varying=varying)
     return False
@@ -536,41 +539,48 @@ def insert_with_orm(jobs, varying=None):
     Job.objects.bulk_create(jobs, batch_size=1000)
 
 
-# Whether the INSERT's trigger (migration 0019) sends the NOTIFY in the
-# inserting transaction, as the statement itself says; the trigger clears
-# the setting, so it covers that statement only. 'on': no NOTIFY, the caller
-# rings after commit, outside the transaction (`doorbell.ring`).
-RING_AFTER_COMMIT = " WHERE set_config('jobs.ring_after_commit', 'on', true) = 'on'"
+# Our INSERTs mark themselves, and the trigger (migration 0020) that NOTIFYs
+# the queue of each row inserted any other way skips their rows: their
+# caller rings after commit, outside the transaction (`doorbell.ring`), or
+# the statement NOTIFYs by itself (`RING_IF_ALONE`). The mark is the
+# statement's start time, which no other statement of the transaction has.
+MARK = "set_config('jobs.notified_by', statement_timestamp()::text, true) <> ''"
+RING_AFTER_COMMIT = f" WHERE {MARK}"
 # A transaction that sent NOTIFY holds a lock of the whole server from its
 # commit's start to its end, WAL flush included. So an enqueue NOTIFYs in its
 # own transaction only while no other does: it takes this advisory lock,
 # held until it commits; one that cannot rings after its commit instead,
-# and enqueues from many connections commit side by side.
+# and enqueues from many connections commit side by side. The parameter is
+# the job's queue; the statement returns 'yes' when it NOTIFYed.
 RING_LOCK = "hashtext('reporadar_jobs'), 0"  # the advisory lock's two keys
 RING_IF_ALONE = (
-    " WHERE set_config('jobs.ring_after_commit', CASE WHEN "
-    f"pg_try_advisory_xact_lock({RING_LOCK}) THEN 'off' ELSE 'on' END, true) <> ''"
+    f" WHERE {MARK} AND set_config('jobs.rang', CASE WHEN "
+    f"pg_try_advisory_xact_lock({RING_LOCK}) THEN "
+    "pg_notify('reporadar_jobs', %s::text)::text || 'yes' ELSE 'no' END, true) <> ''"
 )
-RETURNING_RING = " RETURNING current_setting('jobs.ring_after_commit')"
+RETURNING_RING = " RETURNING current_setting('jobs.rang')"
 
 
-def insert_with_sql(jobs, tail="", varying=None, ring=RING_AFTER_COMMIT):
+def insert_with_sql(
+    jobs, tail="", varying=None, ring=RING_AFTER_COMMIT, ring_params=()
+):
     """INSERT new jobs in one statement, as `bulk_create` would.
 
     A column whose value is the same in every row (the task, queue, times of
     a bulk enqueue) is sent once; the others as one array each, unnested.
     One job sends every value once, in a statement of the same text each
     time. `tail` ends the statement (`SKIP_HELD_KEYS`), whose rows are then
-    returned; `ring` says whether its trigger notifies (`RING_AFTER_COMMIT`).
+    returned; `ring` says whether it notifies (`RING_AFTER_COMMIT`), with
+    its `ring_params`.
     """
     connection = connections[Job.objects.db]
     if len(jobs) == 1:
         sql = insert_one_sql(connection.alias, tail, ring)
-        params = row_params(jobs[0], insert_columns(connection.alias))
+        params = row_params(jobs[0], connection.alias)
     else:
         sql, params = insert_many(jobs, varying, connection.alias, tail, ring)
     with bound_cursor(connection) as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [*params, *ring_params])
         rows = cursor.fetchall() if tail else None
     for job in jobs:  # saved, as `bulk_create` leaves them
         job._state.adding = False
@@ -615,9 +625,22 @@ def insert_sql(alias, values, source, ring, tail):
     )
 
 
-def row_params(job, columns):
+def row_params(job, alias):
     """One job's value of each column, as `insert_many` sends a shared one."""
-    return [column.sent(getattr(job, column.attname)) for column in columns]
+    read_all, json_at = row_reader(alias)
+    params = list(read_all(job))
+    for i in json_at:
+        params[i] = json_or_none(params[i])
+    return params
+
+
+@cache
+def row_reader(alias):
+    """A function reading every column's value of a job at once, and the
+    positions of the columns sent as JSON text."""
+    columns = insert_columns(alias)
+    read_all = attrgetter(*(column.attname for column in columns))
+    return read_all, [i for i, column in enumerate(columns) if column.json]
 
 
 class InsertColumn(NamedTuple):

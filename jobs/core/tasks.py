@@ -197,22 +197,20 @@ def new_task_result(job, backend_alias, task):
     """Build the TaskResult of a job just enqueued, fast: `task_result`
     without the dataclass's checks, as its arguments are JSON already."""
     result = object.__new__(TaskResult)
-    for name, value in (
-        ("task", task),
-        ("id", str(job.id)),
-        ("status", TaskResultStatus.READY),
-        ("enqueued_at", job.enqueued_at),
-        ("started_at", None),
-        ("finished_at", None),
-        ("last_attempted_at", None),
-        ("args", list(job.args)),
-        ("kwargs", dict(job.kwargs)),
-        ("backend", backend_alias),
-        ("errors", []),
-        ("worker_ids", []),
-        (RETURN_VALUE_FIELD, None),
-    ):
-        object.__setattr__(result, name, value)
+    put = object.__setattr__  # the dataclass is frozen
+    put(result, "task", task)
+    put(result, "id", str(job.id))
+    put(result, "status", TaskResultStatus.READY)
+    put(result, "enqueued_at", job.enqueued_at)
+    put(result, "started_at", None)
+    put(result, "finished_at", None)
+    put(result, "last_attempted_at", None)
+    put(result, "args", list(job.args))
+    put(result, "kwargs", dict(job.kwargs))
+    put(result, "backend", backend_alias)
+    put(result, "errors", [])
+    put(result, "worker_ids", [])
+    put(result, RETURN_VALUE_FIELD, None)
     return result
 
 
