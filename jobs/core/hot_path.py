@@ -579,8 +579,9 @@ def insert_with_sql(
         params = row_params(jobs[0], connection.alias)
     else:
         sql, params = insert_many(jobs, varying, connection.alias, tail, ring)
+    params.extend(ring_params)  # the statement's last placeholders
     with bound_cursor(connection) as cursor:
-        cursor.execute(sql, [*params, *ring_params])
+        cursor.execute(sql, params)
         rows = cursor.fetchall() if tail else None
     for job in jobs:  # saved, as `bulk_create` leaves them
         job._state.adding = False

@@ -8,6 +8,8 @@ have no LISTEN; their workers poll.
 
 from django.db import migrations
 
+from ._postgres_only import postgres_sql
+
 CREATE = """
 CREATE FUNCTION jobs_job_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -30,15 +32,7 @@ DROP FUNCTION IF EXISTS jobs_job_notify();
 """
 
 
-def on_postgresql(sql):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return run
-
-
 class Migration(migrations.Migration):
     dependencies = [("jobs", "0003_cancel_requested")]
 
-    operations = [migrations.RunPython(on_postgresql(CREATE), on_postgresql(DROP))]
+    operations = [postgres_sql(CREATE, DROP)]

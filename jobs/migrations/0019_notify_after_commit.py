@@ -14,6 +14,8 @@ from here.
 
 from django.db import migrations
 
+from ._postgres_only import postgres_sql
+
 TRIGGER = """
 CREATE OR REPLACE FUNCTION jobs_job_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -45,17 +47,7 @@ $$;
 """
 
 
-def on_postgresql(sql):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return run
-
-
 class Migration(migrations.Migration):
     dependencies = [("jobs", "0018_worker_clock")]
 
-    operations = [
-        migrations.RunPython(on_postgresql(TRIGGER), on_postgresql(BEFORE))
-    ]
+    operations = [postgres_sql(TRIGGER, BEFORE)]

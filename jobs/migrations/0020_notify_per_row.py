@@ -13,6 +13,8 @@ PostgreSQL sends one notification per queue however many rows name it.
 
 from django.db import migrations
 
+from ._postgres_only import postgres_sql
+
 TRIGGER = """
 DROP TRIGGER IF EXISTS jobs_job_notify ON jobs_job;
 DROP FUNCTION IF EXISTS jobs_job_notify();
@@ -51,17 +53,7 @@ CREATE TRIGGER jobs_job_notify AFTER INSERT ON jobs_job
 """
 
 
-def on_postgresql(sql):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return run
-
-
 class Migration(migrations.Migration):
     dependencies = [("jobs", "0019_notify_after_commit")]
 
-    operations = [
-        migrations.RunPython(on_postgresql(TRIGGER), on_postgresql(BEFORE))
-    ]
+    operations = [postgres_sql(TRIGGER, BEFORE)]

@@ -33,10 +33,10 @@ def ring(jobs, inserted=False, notified=False):
     """Tell workers that `jobs` are READY: NOTIFY, and push to RQ on commit.
 
     `inserted`: the jobs were just inserted by `hot_path.insert` or
-    `insert_new`, whose INSERT skips its trigger's NOTIFY (migration 0019):
+    `insert_new`, whose INSERT skips the trigger's NOTIFY (`hot_path.MARK`):
     they are notified once the caller's transaction commits, outside it, by
     the notifier (`notifier.COOLDOWN`).
-    `notified`: that INSERT's trigger sent the NOTIFY, in the caller's
+    `notified`: that INSERT sent the NOTIFY itself, in the caller's
     transaction (`hot_path.insert` says). Otherwise the NOTIFY is sent now,
     in the caller's transaction.
     """

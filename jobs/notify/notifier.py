@@ -18,9 +18,9 @@ logger = logging.getLogger("jobs.notify")
 # enqueued while none is left are announced by the notifier's thread, at
 # most 2 x COOLDOWN later, unless a later enqueue's own NOTIFY stands for
 # them first. Below that rate every enqueue NOTIFYs at once; above it one
-# NOTIFY stands for many enqueues. Each NOTIFY costs the server a lock of
-# the whole server at commit: eight processes enqueueing as fast as they
-# can ran a tenth faster at 50 a second each than at 100.
+# NOTIFY stands for many enqueues. Each NOTIFY costs a lock of the whole
+# server at commit, so the rate is the lowest that still NOTIFYs at once
+# for an enqueue every 20 ms.
 COOLDOWN = 0.02
 BURST = 10
 
