@@ -20,7 +20,7 @@ from jobs.notify import pusher, rq_push
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import FORKING, drain_rq, status_of, wait_for
+from .helpers import FORKING, SIMPLE, drain_rq, status_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,12 +122,12 @@ def test_rq_job_ended_without_running_its_row__row_is_pushed_again(
     assert Run.objects.filter(key="rq-job-failed").count() == 1
 
 
-def drain_given_back():
-    """Drain with the forking worker, and again once what it gave back is
-    pushed (it may be pushed after the first drain ended)."""
-    drain_rq("default", worker_class=FORKING)
+def drain_given_back(worker_class):
+    """Drain, and again once what the worker gave back is pushed (it may be
+    pushed after the first drain ended)."""
+    drain_rq("default", worker_class=worker_class)
     assert pusher.pusher.flush(timeout=10)
-    drain_rq("default", worker_class=FORKING)
+    drain_rq("default", worker_class=worker_class)
 
 
 def runs_and_attempts(result, key):
@@ -136,8 +136,9 @@ def runs_and_attempts(result, key):
     return job.status, job.attempts, Run.objects.filter(key=key).count()
 
 
+@pytest.mark.parametrize("worker_class", [FORKING, SIMPLE])
 def test_rq_job_whose_hash_is_gone__the_row_claimed_at_its_pop_is_given_back(
-    redis_dispatch, redis_server
+    redis_dispatch, redis_server, worker_class
 ):
     gone = tasks.record_run.enqueue("hash-gone")
     assert pusher.pusher.flush(timeout=10)
@@ -145,16 +146,17 @@ def test_rq_job_whose_hash_is_gone__the_row_claimed_at_its_pop_is_given_back(
     # Evicted, say: the RQ job's id is queued, its hash is not there.
     client.delete(RQJob.key_for(f"{gone.id}-0"))
 
-    drain_given_back()
+    drain_given_back(worker_class)
 
-    # The forking worker claimed the row as it popped the id; RQ found no
+    # The worker claimed the row as it popped the id; RQ found no
     # hash and popped again, and the row went back uncharged and was pushed
     # again: it ran once, on its first attempt.
     assert runs_and_attempts(gone, "hash-gone") == (JobStatus.SUCCESSFUL, 1, 1)
 
 
+@pytest.mark.parametrize("worker_class", [FORKING, SIMPLE])
 def test_rq_job_not_ours_named_like_a_row__that_row_is_given_back_uncharged(
-    redis_dispatch, redis_server
+    redis_dispatch, redis_server, worker_class
 ):
     row = tasks.record_run.enqueue("named-after")
     assert pusher.pusher.flush(timeout=10)
@@ -164,7 +166,7 @@ def test_rq_job_not_ours_named_like_a_row__that_row_is_given_back_uncharged(
     stranger = Queue("default", connection=client, serializer=JSONSerializer)
     stranger.enqueue_call("os.getcwd", job_id=f"{row.id}-7")
 
-    drain_given_back()
+    drain_given_back(worker_class)
 
     # The worker claimed the row as it popped the stranger's id, found the RQ
     # job not ours, and gave the row back uncharged, pushed again: the

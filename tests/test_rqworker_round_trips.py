@@ -25,7 +25,7 @@ from jobs.notify import pusher
 from jobs.rqworker.workers import JobsSimpleWorker, JobsWorker
 from tests.testapp import tasks
 
-from .helpers import FORKING, calls, drain_rq
+from .helpers import FORKING, SIMPLE, calls, drain_rq
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -195,8 +195,9 @@ def test_rqworker__takes_each_job_from_the_first_band_holding_one_in_one_pop(
     assert calls(client, "lpop", "lmpop") == [lpop, lmpop + 4]
 
 
-def test_forking_rqworker__claims_an_rq_jobs_first_row_as_it_pops_it(
-    redis_dispatch, monkeypatch
+@pytest.mark.parametrize("worker_class", [FORKING, SIMPLE])
+def test_rqworker__claims_an_rq_jobs_first_row_as_it_pops_it(
+    redis_dispatch, monkeypatch, worker_class
 ):
     result = tasks.add.enqueue(2, 3)
     # What the row's status was each time RQ fetched an RQ job's hash.
@@ -209,7 +210,7 @@ def test_forking_rqworker__claims_an_rq_jobs_first_row_as_it_pops_it(
 
     monkeypatch.setattr(RQJob, "fetch", classmethod(fetch_seeing))
 
-    drain_rq("default", worker_class=FORKING)
+    drain_rq("default", worker_class=worker_class)
 
     # Claimed before RQ fetched its RQ job: the fetch and RQ's renewal of
     # the worker's key no longer stand between the pop and the claim.

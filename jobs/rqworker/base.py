@@ -1,5 +1,6 @@
 """What both our RQ worker classes add to RQ's: priority bands, JSON only,
-RQ's scheduler (for delays and retries), our maintenance, fewer round trips."""
+RQ's scheduler (for delays and retries), our maintenance, fewer round trips,
+and a claim at each pop (`claim_at_pop`)."""
 
 import time
 from contextlib import suppress
@@ -13,7 +14,8 @@ from rq.worker import WorkerStatus
 
 from .. import conf, worker_registry
 from ..notify import link, rq_push
-from .job import worker_id
+from .claim_at_pop import claims
+from .claiming import worker_id
 from .maintainer import Maintainer
 from .outages import RedisOutageMixin
 from .queues import recording, stop_requested, with_bands
@@ -133,9 +135,12 @@ class JobsWorkerMixin(RedisOutageMixin):
         if maintainer:
             maintainer.start()
         unrecorded.deferring = True
+        claims.worker = self
         try:
             return super().work(*args, **kwargs)
         finally:
+            claims.worker = None
+            claims.give_back()  # claimed at a pop RQ did not hand over
             record_unrecorded()
             unrecorded.deferring = False
             if maintainer:

@@ -1,10 +1,11 @@
-"""The forking worker claims an RQ job's first row as soon as it pops it.
+"""Our RQ workers claim an RQ job's first row as soon as they pop it.
 
-After the pop, RQ fetches the RQ job's hash and renews the worker's key
-before it hands the job over: round trips that an idle worker's next job
-waited for before its claim began. Our RQ job ids name their first row
-(`rq_push.rq_job_id`), so the worker claims that row at the pop, and the
-rest of a batch once RQ has fetched it (`JobsWorker.claim`).
+After the pop, RQ fetches the RQ job's hash, renews the worker's key and
+marks the job started before it runs it: round trips that an idle worker's
+next job waited for before its claim began. Our RQ job ids name their first
+row (`rq_push.rq_job_id`), so the worker claims that row at the pop, and the
+rest of a batch later: the forking worker once RQ has fetched it
+(`JobsWorker.claim`), the simple one as it runs the RQ job (`job.execute`).
 
 A row claimed at a pop and not handed to the worker with its RQ job (the
 RQ job's hash was gone, it carries other rows, RQ failed before handing
@@ -12,18 +13,19 @@ it over, the worker stopped) is given back at once, its attempt not
 counted (`transitions.release`, which pushes it again).
 """
 
+from rq.job import get_current_job
 from rq.worker import WorkerStatus
 
 from ..core import transitions
 from ..notify.rq_push import first_row_of
-from .job import claim_all
+from .claiming import claim_all
 
 
 class ClaimAtPop:
     """The rows claimed at the last pop, until the worker takes them."""
 
     def __init__(self):
-        self.worker = None  # the forking worker that claims at its pops
+        self.worker = None  # the worker that claims at its pops
         self.rq_id = None
         self.jobs = []
 
@@ -58,6 +60,14 @@ class ClaimAtPop:
             return jobs
         transitions.release(jobs)  # the worker stays busy: it runs `rq_id`
         return None
+
+    def take_running(self, job_ids):
+        """`take` for the RQ job this process is running (the simple worker
+        runs it in its own process), which carries `job_ids`."""
+        if self.rq_id is None:
+            return None
+        running = get_current_job()
+        return self.take(running.id if running is not None else None, job_ids)
 
 
 claims = ClaimAtPop()

@@ -15,9 +15,10 @@ from ..notify.pusher import pusher
 from . import handover
 from .base import JobsWorkerMixin
 from .claim_at_pop import claims
+from .claiming import claim_all
 from .handover import HandOver
 from .horse import Horse, leave_the_worker
-from .job import claim_all, job_id_list, skip
+from .job import job_id_list, skip
 from .leases import database_in_use, lease_keeper
 
 
@@ -91,12 +92,9 @@ class JobsWorker(JobsWorkerMixin, Worker):
             self.maintain_heartbeats(job)
 
     def work(self, *args, **kwargs):
-        claims.worker = self
         try:
             return super().work(*args, **kwargs)
         finally:
-            claims.worker = None
-            claims.give_back()
             self.retire_horse()
 
     def claim(self, job_ids, at_pop=None):

@@ -9,27 +9,18 @@ import logging
 from functools import partial
 from uuid import UUID
 
-from ..core import execution, hot_path, recording
+from ..core import execution, recording
 from ..expressions import DatabaseNow
 from ..models import Job
 from ..notify import rq_push
 from . import handover
+from .claim_at_pop import claims
+from .claiming import claim, claim_keyed
 from .leases import lease_keeper
 from .timeouts import time_limits
 from .unrecorded import unrecorded
 
 logger = logging.getLogger("jobs.rq")
-
-
-_worker_id = None
-
-
-def worker_id():
-    """Name this worker once; its forked work horses keep the name."""
-    global _worker_id
-    if _worker_id is None:
-        _worker_id = execution.new_worker_id()
-    return _worker_id
 
 
 def execute(*arguments):
@@ -46,7 +37,8 @@ def execute(*arguments):
     if handed_over is not None and handed_over.carries(job_ids):
         return handed_over.run()
     rq_push.forget_batched(job_ids)
-    return ", ".join(execute_one(job_id) for job_id in job_ids)
+    at_pop = {str(job.pk): job for job in claims.take_running(job_ids) or ()}
+    return ", ".join(execute_one(job_id, at_pop.get(job_id)) for job_id in job_ids)
 
 
 def job_id_list(arguments):
@@ -58,8 +50,9 @@ def job_id_list(arguments):
         return None
 
 
-def execute_one(job_id):
-    job = claim(job_id) or claim_keyed(job_id)
+def execute_one(job_id, claimed=None):
+    """Run the job `job_id` (`claimed`: its row, claimed at the pop)."""
+    job = claimed or claim(job_id) or claim_keyed(job_id)
     if job is None:
         return skip(job_id)
     with lease_keeper.holding(job):
@@ -69,39 +62,6 @@ def execute_one(job_id):
         return "succeeded"
     unrecorded.recorded_with(lambda successes: recording.finish([*successes, outcome]))
     return "failed"
-
-
-def claim(job_id):
-    """Claim the job `job_id` for this worker; return it, or None.
-
-    The successes this process has not recorded yet are recorded with it.
-    """
-    claimed = claim_all([job_id])
-    return claimed[0] if claimed else None
-
-
-def claim_all(job_ids):
-    """Claim those of the jobs `job_ids` that are due, in one statement, in
-    the order given; return them. Records this process's unrecorded
-    successes with it."""
-    me = worker_id()
-    token = f"{me}:{job_ids[0]}"
-    one = job_ids[0] if len(job_ids) == 1 else list(job_ids)
-    claimed = unrecorded.recorded_with(
-        lambda successes: recording.claim_after(
-            successes, None, len(job_ids), me, token, job_id=one
-        )
-    )
-    order = {job_id: i for i, job_id in enumerate(job_ids)}
-    return sorted(claimed, key=lambda job: order[str(job.pk)])
-
-
-def claim_keyed(job_id):
-    """Claim the job `job_id` if it has a concurrency key with a free slot;
-    return it, or None (no key, not waiting, or its key is full)."""
-    me = worker_id()
-    claimed = hot_path.claim_keyed(None, 1, me, f"{me}:{job_id}", job_id=job_id)
-    return claimed[0] if claimed else None
 
 
 def skip(job_id):

@@ -9,7 +9,7 @@ from django.db import DatabaseError, close_old_connections, connections
 from .. import conf, maintenance, worker_registry
 from ..maintenance.rescue import rescue_from_dead_neighbours
 from ..models import WorkerProcess
-from .job import worker_id
+from .claiming import worker_id
 from .leases import database_in_use
 
 logger = logging.getLogger("jobs.rq")

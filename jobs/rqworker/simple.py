@@ -5,7 +5,8 @@ import time
 from django.db import close_old_connections, connections
 from rq import SimpleWorker
 
-from .base import JobsWorkerMixin
+from .base import JobsWorkerMixin, ours
+from .claim_at_pop import claims
 from .timeouts import watchdog
 
 
@@ -23,6 +24,13 @@ class JobsSimpleWorker(JobsWorkerMixin, SimpleWorker):
             return super().work(*args, **kwargs)
         finally:
             watchdog.worker = None
+
+    def execute_job(self, job, queue):
+        # The row claimed at its pop runs in `job.execute`; an RQ job not
+        # ours gives it back before it runs, not after.
+        if not ours(job):
+            claims.give_back()
+        return super().execute_job(job, queue)
 
     def perform_job(self, job, queue):
         try:
