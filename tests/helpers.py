@@ -126,11 +126,16 @@ def wait_for(predicate, timeout=60.0, interval=0.05, message="condition"):
         raise AssertionError(str(e)) from None
 
 
+def scalar(sql, params=None):
+    """The one value the query `sql` answers, on the test database."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
 def database_clock():
     """The database's clock now (PostgreSQL), to order events by it."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT clock_timestamp()")
-        return cursor.fetchone()[0]
+    return scalar("SELECT clock_timestamp()")
 
 
 def claimed_since(moment):

@@ -23,7 +23,7 @@ from jobs.exceptions import InvalidTaskArguments, JobQueueDisabled
 from jobs.models import Job, JobStatus
 from tests.testapp import tasks
 
-from .helpers import make_job, notify_lock_held
+from .helpers import make_job, notify_lock_held, scalar
 
 pytestmark = pytest.mark.django_db
 
@@ -320,12 +320,10 @@ def test_insert_by_other_code__after_an_enqueue__still_notifies_from_the_trigger
 
 def trigger_calls():
     """Calls of the NOTIFY trigger's function in this transaction so far."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT coalesce(pg_stat_get_xact_function_calls("
-            "'jobs_job_notify'::regproc), 0)"
-        )
-        return cursor.fetchone()[0]
+    return scalar(
+        "SELECT coalesce(pg_stat_get_xact_function_calls("
+        "'jobs_job_notify'::regproc), 0)"
+    )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -14,7 +14,7 @@ from jobs.dbworker.worker import Worker
 from jobs.maintenance import vacuum
 from jobs.models import Job, JobStatus
 
-from .helpers import make_job, wait_for
+from .helpers import make_job, scalar, wait_for
 from .test_postgres_plans import finished_jobs, rows_read
 
 
@@ -53,12 +53,10 @@ def test_duties__on_postgresql_run_beside_the_loop__a_slow_one_delays_no_job(
 
 
 def vacuum_count():
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT vacuum_count FROM pg_stat_user_tables"
-            " WHERE relid = 'jobs_job'::regclass"
-        )
-        return cursor.fetchone()[0]
+    return scalar(
+        "SELECT vacuum_count FROM pg_stat_user_tables"
+        " WHERE relid = 'jobs_job'::regclass"
+    )
 
 
 def dead_rows(count):
@@ -99,18 +97,14 @@ def test_vacuum__never_truncates_the_job_table_under_its_claims(postgres_only):
 
 
 def table_bytes():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_relation_size('jobs_job')")
-        return cursor.fetchone()[0]
+    return scalar("SELECT pg_relation_size('jobs_job')")
 
 
 def statistics_show_dead_rows(count):
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT n_dead_tup FROM pg_stat_user_tables"
-            " WHERE relid = 'jobs_job'::regclass"
-        )
-        return cursor.fetchone()[0] >= count
+    dead = scalar(
+        "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jobs_job'::regclass"
+    )
+    return dead >= count
 
 
 @pytest.mark.django_db(transaction=True)
@@ -128,12 +122,10 @@ def test_vacuum__leaves_the_table_alone_below_the_threshold_or_when_off(
 
 
 def analyze_count():
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT analyze_count FROM pg_stat_user_tables"
-            " WHERE relid = 'jobs_job'::regclass"
-        )
-        return cursor.fetchone()[0]
+    return scalar(
+        "SELECT analyze_count FROM pg_stat_user_tables"
+        " WHERE relid = 'jobs_job'::regclass"
+    )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -24,7 +24,13 @@ from jobs.notify import pusher
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
-from .helpers import CHANGELIST, drain_rq, sessions_waiting_for_a_lock, wait_for
+from .helpers import (
+    CHANGELIST,
+    drain_rq,
+    scalar,
+    sessions_waiting_for_a_lock,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -492,9 +498,7 @@ def test_redis__a_deduplicated_enqueue_pushes_no_second_rq_job(redis_dispatch):
 
 
 def unique_index_pages():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_relation_size('jobs_job_unique') / 8192")
-        return cursor.fetchone()[0]
+    return scalar("SELECT pg_relation_size('jobs_job_unique') / 8192")
 
 
 def test_unique_index__plain_jobs_write_no_entry_to_it(postgres_only):
